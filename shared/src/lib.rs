@@ -1,0 +1,13 @@
+//! What every Tandem tier needs: configuration loading, normalised mail
+//! addresses, password schemes, TLS, metrics and the admin endpoint.
+
+pub mod address;
+pub mod admin;
+pub mod blocking;
+pub mod config;
+pub mod logging;
+pub mod metrics;
+pub mod password;
+pub mod tls;
+
+pub use address::{Address, AddressError, Domain};
