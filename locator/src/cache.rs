@@ -1,1 +1,380 @@
-//! cache
+//! The [`Locator`]: a directory behind a cache, as daemons use it.
+//!
+//! Lookups are cached for `ttl` (found) or `negative_ttl` (no such account).
+//! When the directory cannot answer, the last known entry is served for up to
+//! `stale_for`, so an outage of the directory does not become an outage of
+//! mail for the accounts that were recently active. An address never seen
+//! before gets [`LookupError::Unavailable`] then, which the protocols turn
+//! into a temporary failure, never into "no such user".
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use shared::Address;
+use shared::blocking::Blocking;
+use shared::config::{Problems, Validate};
+use tokio::time::Instant;
+
+use crate::directory::Directory;
+use crate::error::DirectoryError;
+use crate::metrics::LocatorMetrics;
+use crate::model::{Account, AccountState, Cluster};
+
+/// The `locator.cache` settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Most entries kept (accounts and "no such account" answers).
+    pub capacity: u64,
+    /// How long a found account is served without asking the directory.
+    #[serde(with = "shared::config::duration")]
+    pub ttl: Duration,
+    /// How long "no such account" is believed; short, so a new account works
+    /// soon after it is provisioned.
+    #[serde(with = "shared::config::duration")]
+    pub negative_ttl: Duration,
+    /// How long past its TTL an entry may still be served while the directory
+    /// is unreachable.
+    #[serde(with = "shared::config::duration")]
+    pub stale_for: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            capacity: 100_000,
+            ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(10),
+            stale_for: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+impl Validate for CacheConfig {
+    fn validate(&self, at: &str, p: &mut Problems) {
+        if self.negative_ttl > self.ttl {
+            p.push(at, "negative_ttl", "must not be longer than ttl");
+        }
+        if self.stale_for < self.ttl {
+            p.push(at, "stale_for", "must be at least ttl");
+        }
+    }
+}
+
+/// A lookup that could not be answered, neither by the directory nor the cache.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    #[error("directory temporarily unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The result of checking a login.
+#[derive(Debug, Clone)]
+pub enum AuthOutcome {
+    /// Right password, active account.
+    Ok(Arc<Account>),
+    /// Wrong password, no such account, no password set, or an unusable
+    /// hash: the client cannot tell these apart, the logs can.
+    Failed,
+    /// Right password, but the account is suspended.
+    Suspended(Arc<Account>),
+    /// The directory could not answer, or the account is being moved.
+    Unavailable(String),
+}
+
+#[derive(Clone)]
+struct Entry {
+    account: Option<Arc<Account>>,
+    fetched: Instant,
+}
+
+pub struct Locator {
+    dir: Arc<dyn Directory>,
+    cfg: CacheConfig,
+    accounts: moka::future::Cache<Address, Entry>,
+    clusters: moka::future::Cache<String, (Option<Arc<Cluster>>, Instant)>,
+    metrics: LocatorMetrics,
+    blocking: Blocking,
+}
+
+impl Locator {
+    pub fn new(dir: Arc<dyn Directory>, cfg: CacheConfig, metrics: LocatorMetrics) -> Self {
+        let accounts = moka::future::Cache::builder()
+            .max_capacity(cfg.capacity)
+            .time_to_live(cfg.stale_for)
+            .build();
+        let clusters = moka::future::Cache::builder()
+            .max_capacity(10_000)
+            .time_to_live(cfg.stale_for)
+            .build();
+        Locator {
+            dir,
+            cfg,
+            accounts,
+            clusters,
+            metrics,
+            blocking: Blocking::per_core(),
+        }
+    }
+
+    pub fn directory(&self) -> &Arc<dyn Directory> {
+        &self.dir
+    }
+
+    /// The account `address` (primary or alias) belongs to.
+    pub async fn lookup(&self, address: &Address) -> Result<Option<Arc<Account>>, LookupError> {
+        let timer = shared::metrics::Timer::start(&self.metrics.lookup_seconds);
+        let r = self.lookup_inner(address).await;
+        timer.observe();
+        r
+    }
+
+    async fn lookup_inner(&self, address: &Address) -> Result<Option<Arc<Account>>, LookupError> {
+        let cached = self.accounts.get(address).await;
+        if let Some(e) = &cached {
+            let ttl = if e.account.is_some() {
+                self.cfg.ttl
+            } else {
+                self.cfg.negative_ttl
+            };
+            if e.fetched.elapsed() < ttl {
+                self.metrics.lookup(if e.account.is_some() {
+                    "hit"
+                } else {
+                    "negative_hit"
+                });
+                return Ok(e.account.clone());
+            }
+        }
+        let start = Instant::now();
+        let answer = self.dir.lookup(address).await;
+        let secs = start.elapsed().as_secs_f64();
+        match answer {
+            Ok(found) => {
+                self.metrics.query("lookup", "ok", secs);
+                self.metrics.lookup("miss");
+                let account = found.map(Arc::new);
+                let entry = Entry {
+                    account: account.clone(),
+                    fetched: Instant::now(),
+                };
+                self.accounts.insert(address.clone(), entry).await;
+                self.metrics
+                    .cache_entries
+                    .set(self.accounts.entry_count() as i64);
+                Ok(account)
+            }
+            Err(e) => {
+                self.metrics.query("lookup", e.kind(), secs);
+                match cached {
+                    Some(e2) => {
+                        tracing::warn!(%address, error = %e, "directory failed, serving cached entry");
+                        self.metrics.lookup("stale");
+                        Ok(e2.account)
+                    }
+                    None => {
+                        tracing::warn!(%address, error = %e, "directory failed, no cached entry");
+                        self.metrics.lookup("unavailable");
+                        Err(LookupError::Unavailable(e.to_string()))
+                    }
+                }
+            }
+        }
+    }
+
+    /// A cluster and its nodes, cached like accounts.
+    pub async fn cluster(&self, id: &str) -> Result<Option<Arc<Cluster>>, LookupError> {
+        let cached = self.clusters.get(id).await;
+        if let Some((c, at)) = &cached {
+            if at.elapsed() < self.cfg.ttl {
+                return Ok(c.clone());
+            }
+        }
+        let start = Instant::now();
+        match self.dir.cluster(id).await {
+            Ok(c) => {
+                self.metrics
+                    .query("cluster", "ok", start.elapsed().as_secs_f64());
+                let c = c.map(Arc::new);
+                self.clusters
+                    .insert(id.to_owned(), (c.clone(), Instant::now()))
+                    .await;
+                Ok(c)
+            }
+            Err(e) => {
+                self.metrics
+                    .query("cluster", e.kind(), start.elapsed().as_secs_f64());
+                match cached {
+                    Some((c, _)) => Ok(c),
+                    None => Err(LookupError::Unavailable(e.to_string())),
+                }
+            }
+        }
+    }
+
+    /// Checks a login. Takes the same time whether or not the account exists,
+    /// and reveals a suspension only to someone who knows the password.
+    pub async fn authenticate(&self, address: &Address, password: &[u8]) -> AuthOutcome {
+        let outcome = self.authenticate_inner(address, password).await;
+        self.metrics.auth(match &outcome {
+            AuthOutcome::Ok(_) => "ok",
+            AuthOutcome::Failed => "failed",
+            AuthOutcome::Suspended(_) => "suspended",
+            AuthOutcome::Unavailable(_) => "unavailable",
+        });
+        outcome
+    }
+
+    async fn authenticate_inner(&self, address: &Address, password: &[u8]) -> AuthOutcome {
+        let account = match self.lookup(address).await {
+            Err(LookupError::Unavailable(why)) => return AuthOutcome::Unavailable(why),
+            Ok(Some(a)) => a,
+            Ok(None) => {
+                let pw = password.to_vec();
+                let _ = self
+                    .blocking
+                    .run(move || shared::password::dummy_verify(&pw))
+                    .await;
+                return AuthOutcome::Failed;
+            }
+        };
+        let verified = match self.dir.verify_by_bind(&account, password).await {
+            Ok(Some(ok)) => ok,
+            Ok(None) => self.verify_hash(&account, password).await,
+            Err(DirectoryError::Unavailable(why)) => return AuthOutcome::Unavailable(why),
+            Err(e) => {
+                tracing::error!(account = %account.address, error = %e, "password check by bind failed");
+                false
+            }
+        };
+        if !verified {
+            return AuthOutcome::Failed;
+        }
+        match account.state {
+            AccountState::Active => AuthOutcome::Ok(account),
+            AccountState::Suspended => AuthOutcome::Suspended(account),
+            AccountState::Moving => {
+                AuthOutcome::Unavailable(format!("account {} is being moved", account.address))
+            }
+        }
+    }
+
+    async fn verify_hash(&self, account: &Account, password: &[u8]) -> bool {
+        let Some(stored) = account.password.clone() else {
+            let pw = password.to_vec();
+            let _ = self
+                .blocking
+                .run(move || shared::password::dummy_verify(&pw))
+                .await;
+            return false;
+        };
+        let pw = password.to_vec();
+        match self
+            .blocking
+            .run(move || shared::password::verify(&pw, &stored))
+            .await
+        {
+            Ok(Ok(ok)) => ok,
+            Ok(Err(e)) => {
+                self.metrics.auth("hash_error");
+                tracing::error!(account = %account.address, error = %e, "stored password hash is unusable");
+                false
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "password check did not run");
+                false
+            }
+        }
+    }
+
+    /// Forgets what is cached about `address`, after provisioning changed it.
+    pub async fn invalidate(&self, address: &Address) {
+        self.accounts.invalidate(address).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ClusterState, NewAccount};
+    use crate::sql::SqlDirectory;
+    use shared::Domain;
+
+    async fn setup() -> (tempfile::TempDir, Arc<SqlDirectory>) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/l.db", dir.path().display());
+        let d = Arc::new(SqlDirectory::connect(&url, 2).await.unwrap());
+        d.add_domain(&Domain::parse("example.com").unwrap())
+            .await
+            .unwrap();
+        d.add_cluster("c1", ClusterState::Open, 1).await.unwrap();
+        (dir, d)
+    }
+
+    fn new_account(addr: &str, password: Option<String>, state: AccountState) -> NewAccount {
+        NewAccount {
+            address: Address::parse(addr).unwrap(),
+            password,
+            cluster: "c1".into(),
+            state,
+            quota: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn authenticate_outcomes() {
+        let (_t, d) = setup().await;
+        let h = shared::password::hash_with(shared::password::Scheme::Ssha512, b"pw").ok();
+        d.add_account(&new_account(
+            "a@example.com",
+            h.clone(),
+            AccountState::Active,
+        ))
+        .await
+        .unwrap();
+        d.add_account(&new_account("s@example.com", h, AccountState::Suspended))
+            .await
+            .unwrap();
+        d.add_account(&new_account("n@example.com", None, AccountState::Active))
+            .await
+            .unwrap();
+        d.add_account(&new_account(
+            "x@example.com",
+            Some("{WHAT}pw".into()),
+            AccountState::Active,
+        ))
+        .await
+        .unwrap();
+        let l = Locator::new(d, CacheConfig::default(), LocatorMetrics::default());
+        let a = |s: &str| Address::parse(s).unwrap();
+        assert!(matches!(
+            l.authenticate(&a("A@Example.com"), b"pw").await,
+            AuthOutcome::Ok(_)
+        ));
+        assert!(matches!(
+            l.authenticate(&a("a@example.com"), b"nope").await,
+            AuthOutcome::Failed
+        ));
+        assert!(matches!(
+            l.authenticate(&a("s@example.com"), b"pw").await,
+            AuthOutcome::Suspended(_)
+        ));
+        assert!(matches!(
+            l.authenticate(&a("s@example.com"), b"no").await,
+            AuthOutcome::Failed
+        ));
+        assert!(matches!(
+            l.authenticate(&a("n@example.com"), b"").await,
+            AuthOutcome::Failed
+        ));
+        assert!(matches!(
+            l.authenticate(&a("x@example.com"), b"pw").await,
+            AuthOutcome::Failed
+        ));
+        assert!(matches!(
+            l.authenticate(&a("ghost@example.com"), b"pw").await,
+            AuthOutcome::Failed
+        ));
+    }
+}

@@ -57,7 +57,12 @@ pub trait Directory: Send + Sync + 'static {
     async fn remove_alias(&self, alias: &Address) -> Result<()>;
 
     async fn add_cluster(&self, id: &str, state: ClusterState, weight: u32) -> Result<()>;
-    async fn update_cluster(&self, id: &str, state: Option<ClusterState>, weight: Option<u32>) -> Result<()>;
+    async fn update_cluster(
+        &self,
+        id: &str,
+        state: Option<ClusterState>,
+        weight: Option<u32>,
+    ) -> Result<()>;
     async fn remove_cluster(&self, id: &str) -> Result<()>;
     /// Every cluster with its nodes, sorted by id.
     async fn clusters(&self) -> Result<Vec<Cluster>>;

@@ -19,7 +19,6 @@ pub mod model;
 pub mod placement;
 pub mod sql;
 
-
 pub use directory::Directory;
 pub use error::DirectoryError;
 pub use model::{Account, AccountChange, AccountState, Cluster, ClusterState, NewAccount, Node};

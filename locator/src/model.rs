@@ -104,7 +104,9 @@ pub struct InvalidName(pub String);
 pub fn check_id(kind: &str, id: &str) -> Result<(), InvalidName> {
     let ok = !id.is_empty()
         && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
         && id.as_bytes()[0].is_ascii_alphanumeric();
     if ok {
         Ok(())
@@ -129,7 +131,9 @@ pub fn check_endpoint(service: &str, value: &str) -> Result<(), InvalidName> {
     } else {
         !host.is_empty()
             && host.len() <= 253
-            && host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_".contains(&b))
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-_".contains(&b))
     };
     if port == 0 || !host_ok {
         return Err(bad());
@@ -198,25 +202,56 @@ mod tests {
         for ok in ["c1", "eu-west.1", "a", "0_x"] {
             assert!(check_id("cluster", ok).is_ok(), "{ok}");
         }
-        for bad in ["", "C1", "-a", ".a", "a/b", "../x", "a b", "a*", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "C1",
+            "-a",
+            ".a",
+            "a/b",
+            "../x",
+            "a b",
+            "a*",
+            &"x".repeat(65),
+        ] {
             assert!(check_id("cluster", bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn endpoints() {
-        for ok in ["127.0.0.1:143", "imap.example.com:993", "[::1]:24", "node-a:4190"] {
+        for ok in [
+            "127.0.0.1:143",
+            "imap.example.com:993",
+            "[::1]:24",
+            "node-a:4190",
+        ] {
             assert!(check_endpoint("imap", ok).is_ok(), "{ok}");
         }
-        for bad in ["", "host", "host:", ":143", "host:0", "host:99999", "[::1:24", "a b:1", "h/x:1"] {
+        for bad in [
+            "",
+            "host",
+            "host:",
+            ":143",
+            "host:0",
+            "host:99999",
+            "[::1:24",
+            "a b:1",
+            "h/x:1",
+        ] {
             assert!(check_endpoint("imap", bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn states_parse() {
-        assert_eq!("Suspended".parse::<AccountState>(), Ok(AccountState::Suspended));
-        assert_eq!("draining".parse::<ClusterState>(), Ok(ClusterState::Draining));
+        assert_eq!(
+            "Suspended".parse::<AccountState>(),
+            Ok(AccountState::Suspended)
+        );
+        assert_eq!(
+            "draining".parse::<ClusterState>(),
+            Ok(ClusterState::Draining)
+        );
         let e = "gone".parse::<ClusterState>().unwrap_err().to_string();
         assert!(e.contains("open, closed, draining"), "{e}");
     }

@@ -145,6 +145,26 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
 }
 
+/// Parses a byte size: `1048576`, `512K`, `100M`, `2G`, `1T` (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (like 1048576, 512K, 100M, 2G)"))?;
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        other => return Err(format!("unknown size unit {other:?} in {s:?} (K, M, G, T)")),
+    };
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
 /// Formats a duration the way [`parse_duration`] reads it.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
@@ -233,6 +253,23 @@ mod tests {
         }
         for s in ["", "s", "5 parsecs", "-1s", "1e999s"] {
             assert!(parse_duration(s).is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        for (s, want) in [
+            ("0", 0),
+            ("1024", 1024),
+            ("1K", 1024),
+            ("100M", 100 << 20),
+            ("2G", 2 << 30),
+            ("1 TiB", 1 << 40),
+        ] {
+            assert_eq!(parse_size(s), Ok(want), "{s}");
+        }
+        for s in ["", "G", "1X", "-1", "99999999999T"] {
+            assert!(parse_size(s).is_err(), "{s}");
         }
     }
 

@@ -8,6 +8,7 @@ pub mod config;
 pub mod logging;
 pub mod metrics;
 pub mod password;
+pub mod time;
 pub mod tls;
 
 pub use address::{Address, AddressError, Domain};

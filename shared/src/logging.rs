@@ -25,3 +25,14 @@ pub fn init(format: LogFormat, default_level: &str) {
         LogFormat::Json => builder.json().try_init(),
     };
 }
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("unknown log format {other:?}: text or json")),
+        }
+    }
+}
