@@ -19,6 +19,7 @@ pub mod model;
 pub mod placement;
 pub mod sql;
 
+pub use cache::{AuthOutcome, Locator, LookupError};
 pub use directory::Directory;
 pub use error::DirectoryError;
 pub use model::{Account, AccountChange, AccountState, Cluster, ClusterState, NewAccount, Node};

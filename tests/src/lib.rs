@@ -1,1 +1,4 @@
-//! placeholder
+//! End-to-end test support: the directory conformance suite, and (in
+//! `servers`) the harness that starts real servers on loopback.
+
+pub mod conformance;

@@ -129,6 +129,19 @@ impl SqlDirectory {
         self.dialect
     }
 
+    /// Starts a write transaction. SQLite's default deferred transaction
+    /// takes a read lock first and fails with "database is locked" when it
+    /// later needs to write while another writer waits; IMMEDIATE takes the
+    /// write lock up front, so concurrent writers queue on the busy timeout.
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let tx = if self.dialect == Dialect::Sqlite {
+            self.pool.begin_with("BEGIN IMMEDIATE").await
+        } else {
+            self.pool.begin().await
+        };
+        tx.map_err(map_error)
+    }
+
     /// Runs `f` under the statement timeout.
     async fn timed<T>(&self, f: impl Future<Output = Result<T>>) -> Result<T> {
         match tokio::time::timeout(self.timeout, f).await {
@@ -368,7 +381,7 @@ impl Directory for SqlDirectory {
         check_id("cluster", &account.cluster)?;
         self.timed(async {
             let address = account.address.as_str();
-            let mut tx = self.pool.begin().await.map_err(map_error)?;
+            let mut tx = self.begin().await?;
             let domain = account.address.domain();
             if sqlx::query(self.q.domain_exists.as_str())
                 .bind(domain)
@@ -429,7 +442,7 @@ impl Directory for SqlDirectory {
         }
         self.timed(async {
             let a = address.as_str();
-            let mut tx = self.pool.begin().await.map_err(map_error)?;
+            let mut tx = self.begin().await?;
             let row = sqlx::query(self.q.account_row.as_str())
                 .bind(a)
                 .fetch_optional(&mut *tx)
@@ -490,7 +503,7 @@ impl Directory for SqlDirectory {
     async fn remove_account(&self, address: &Address) -> Result<()> {
         self.timed(async {
             let a = address.as_str();
-            let mut tx = self.pool.begin().await.map_err(map_error)?;
+            let mut tx = self.begin().await?;
             match owner_of(&self.q, &mut *tx, a).await? {
                 Owner::Account => {}
                 Owner::AliasOf(owner) => {
@@ -530,7 +543,7 @@ impl Directory for SqlDirectory {
 
     async fn add_alias(&self, alias: &Address, account: &Address) -> Result<()> {
         self.timed(async {
-            let mut tx = self.pool.begin().await.map_err(map_error)?;
+            let mut tx = self.begin().await?;
             if sqlx::query(self.q.domain_exists.as_str())
                 .bind(alias.domain())
                 .fetch_optional(&mut *tx)
@@ -614,7 +627,7 @@ impl Directory for SqlDirectory {
         weight: Option<u32>,
     ) -> Result<()> {
         self.timed(async {
-            let mut tx = self.pool.begin().await.map_err(map_error)?;
+            let mut tx = self.begin().await?;
             let row = sqlx::query(self.q.cluster_row.as_str())
                 .bind(id)
                 .fetch_optional(&mut *tx)
@@ -708,7 +721,7 @@ impl Directory for SqlDirectory {
     async fn add_node(&self, cluster: &str, node: &Node) -> Result<()> {
         node.validate()?;
         self.timed(async {
-            let mut tx = self.pool.begin().await.map_err(map_error)?;
+            let mut tx = self.begin().await?;
             if sqlx::query(self.q.cluster_row.as_str())
                 .bind(cluster)
                 .fetch_optional(&mut *tx)
