@@ -377,4 +377,185 @@ mod tests {
             AuthOutcome::Failed
         ));
     }
+
+    /// A directory that can be switched off, for the cache's own logic; the
+    /// real servers are stopped in `tests/tests/locator_outage.rs`.
+    struct Switchable {
+        inner: Arc<SqlDirectory>,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl Directory for Switchable {
+        fn kind(&self) -> &'static str {
+            "switchable"
+        }
+        async fn lookup(&self, address: &Address) -> crate::directory::Result<Option<Account>> {
+            if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(DirectoryError::Unavailable("switched off".into()));
+            }
+            self.inner.lookup(address).await
+        }
+        async fn add_domain(&self, d: &Domain) -> crate::directory::Result<()> {
+            self.inner.add_domain(d).await
+        }
+        async fn remove_domain(&self, d: &Domain) -> crate::directory::Result<()> {
+            self.inner.remove_domain(d).await
+        }
+        async fn domains(&self) -> crate::directory::Result<Vec<Domain>> {
+            self.inner.domains().await
+        }
+        async fn add_account(&self, a: &NewAccount) -> crate::directory::Result<Account> {
+            self.inner.add_account(a).await
+        }
+        async fn update_account(
+            &self,
+            a: &Address,
+            c: &crate::model::AccountChange,
+        ) -> crate::directory::Result<Account> {
+            self.inner.update_account(a, c).await
+        }
+        async fn remove_account(&self, a: &Address) -> crate::directory::Result<()> {
+            self.inner.remove_account(a).await
+        }
+        async fn accounts(&self, d: Option<&Domain>) -> crate::directory::Result<Vec<Account>> {
+            self.inner.accounts(d).await
+        }
+        async fn add_alias(&self, a: &Address, b: &Address) -> crate::directory::Result<()> {
+            self.inner.add_alias(a, b).await
+        }
+        async fn remove_alias(&self, a: &Address) -> crate::directory::Result<()> {
+            self.inner.remove_alias(a).await
+        }
+        async fn add_cluster(
+            &self,
+            id: &str,
+            s: ClusterState,
+            w: u32,
+        ) -> crate::directory::Result<()> {
+            self.inner.add_cluster(id, s, w).await
+        }
+        async fn update_cluster(
+            &self,
+            id: &str,
+            s: Option<ClusterState>,
+            w: Option<u32>,
+        ) -> crate::directory::Result<()> {
+            self.inner.update_cluster(id, s, w).await
+        }
+        async fn remove_cluster(&self, id: &str) -> crate::directory::Result<()> {
+            self.inner.remove_cluster(id).await
+        }
+        async fn clusters(&self) -> crate::directory::Result<Vec<Cluster>> {
+            self.inner.clusters().await
+        }
+        async fn cluster(&self, id: &str) -> crate::directory::Result<Option<Cluster>> {
+            self.inner.cluster(id).await
+        }
+        async fn add_node(&self, c: &str, n: &crate::model::Node) -> crate::directory::Result<()> {
+            self.inner.add_node(c, n).await
+        }
+        async fn remove_node(&self, c: &str, n: &str) -> crate::directory::Result<()> {
+            self.inner.remove_node(c, n).await
+        }
+        async fn account_counts(
+            &self,
+        ) -> crate::directory::Result<std::collections::BTreeMap<String, u64>> {
+            self.inner.account_counts().await
+        }
+    }
+
+    fn count(m: &LocatorMetrics, result: &'static str) -> u64 {
+        m.lookups
+            .get_or_create(&crate::metrics::ResultLabel { result })
+            .get()
+    }
+
+    #[tokio::test]
+    async fn ttl_negative_ttl_and_stale() {
+        let (_t, d) = setup().await;
+        d.add_account(&new_account("a@example.com", None, AccountState::Active))
+            .await
+            .unwrap();
+        let sw = Arc::new(Switchable {
+            inner: d.clone(),
+            down: false.into(),
+        });
+        let cfg = CacheConfig {
+            capacity: 100,
+            ttl: Duration::from_millis(300),
+            negative_ttl: Duration::from_millis(100),
+            stale_for: Duration::from_secs(60),
+        };
+        let m = LocatorMetrics::default();
+        let l = Locator::new(sw.clone(), cfg, m.clone());
+        let a = Address::parse("a@example.com").unwrap();
+        let ghost = Address::parse("ghost@example.com").unwrap();
+        let never = Address::parse("never@example.com").unwrap();
+
+        assert!(l.lookup(&a).await.unwrap().is_some());
+        assert!(l.lookup(&ghost).await.unwrap().is_none());
+        assert_eq!((count(&m, "miss"), count(&m, "hit")), (2, 0));
+        assert!(l.lookup(&a).await.unwrap().is_some());
+        assert!(l.lookup(&ghost).await.unwrap().is_none());
+        assert_eq!((count(&m, "hit"), count(&m, "negative_hit")), (1, 1));
+
+        // A new account is seen once the negative entry expires.
+        d.add_account(&new_account(
+            "ghost@example.com",
+            None,
+            AccountState::Active,
+        ))
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(
+            l.lookup(&ghost).await.unwrap().is_some(),
+            "negative_ttl expired"
+        );
+
+        // Directory down: known entries are served stale, unknown ones are
+        // temporarily unavailable, never "no such account".
+        sw.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert!(l.lookup(&a).await.unwrap().is_some());
+        assert_eq!(count(&m, "stale"), 1);
+        assert!(matches!(
+            l.lookup(&never).await,
+            Err(LookupError::Unavailable(_))
+        ));
+        assert_eq!(count(&m, "unavailable"), 1);
+
+        // Back: fresh answers again.
+        sw.down.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert!(l.lookup(&never).await.unwrap().is_none());
+        d.remove_account(&a).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert!(
+            l.lookup(&a).await.unwrap().is_none(),
+            "a removed account disappears after ttl"
+        );
+    }
+
+    #[tokio::test]
+    async fn metrics_are_served() {
+        let (_t, d) = setup().await;
+        let mut reg = prometheus_client::registry::Registry::default();
+        let m = LocatorMetrics::register(&mut reg);
+        let l = Locator::new(d, CacheConfig::default(), m);
+        let a = Address::parse("x@example.com").unwrap();
+        l.lookup(&a).await.unwrap();
+        l.lookup(&a).await.unwrap();
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
+        for want in [
+            "tandem_locator_lookups_total{result=\"miss\"} 1",
+            "tandem_locator_lookups_total{result=\"negative_hit\"} 1",
+            "tandem_locator_directory_queries_total{op=\"lookup\",result=\"ok\"} 1",
+            "tandem_locator_lookup_seconds_count 2",
+            "tandem_locator_directory_query_seconds_bucket{",
+        ] {
+            assert!(text.contains(want), "missing {want} in\n{text}");
+        }
+    }
 }
