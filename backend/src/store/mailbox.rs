@@ -1,0 +1,440 @@
+//! One mailbox: a Maildir and its UID list, kept in step.
+//!
+//! [`Mailbox::sync`] reconciles the two. Files nobody has seen (deliveries,
+//! other software) get the next UIDs in delivery order; UIDs whose file is
+//! gone (expunged elsewhere) are dropped; flag changes are read from the
+//! names. UIDs are made durable before `sync` returns, so no client is ever
+//! shown a UID that a crash could give to another message. A sync is skipped
+//! when neither `new/` nor `cur/` changed since the last one.
+//!
+//! All methods do blocking file I/O; async callers run them on the blocking
+//! pool (`shared::blocking`).
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use super::index::{Opened, UidList};
+use super::maildir::{self, FileName, Flags};
+
+/// One message as the mailbox knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub uid: u32,
+    /// Name without the info suffix; stable for the message's lifetime.
+    pub base: String,
+    /// Letters after `:2,`.
+    pub info: String,
+    /// Still in `new/` (never seen by a client).
+    pub in_new: bool,
+    /// Bytes on disk (LF line ends).
+    pub size: u64,
+    /// Bytes with CRLF line ends, if known without reading the file.
+    pub vsize: Option<u64>,
+}
+
+impl Message {
+    pub fn flags(&self) -> Flags {
+        Flags::parse(&self.info)
+    }
+
+    /// Name of the file in its directory.
+    pub fn file_name(&self) -> String {
+        if self.in_new && self.info.is_empty() {
+            self.base.clone()
+        } else {
+            format!("{}:2,{}", self.base, self.info)
+        }
+    }
+}
+
+/// What a sync found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changes {
+    pub added: Vec<u32>,
+    pub expunged: Vec<u32>,
+    pub flags: Vec<u32>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.expunged.is_empty() && self.flags.is_empty()
+    }
+}
+
+pub struct Mailbox {
+    dir: PathBuf,
+    list: UidList,
+    /// Sorted by UID.
+    messages: Vec<Message>,
+    seen_mtimes: Option<(SystemTime, SystemTime)>,
+}
+
+impl Mailbox {
+    /// Opens (creating if needed) the Maildir at `dir` and syncs it.
+    pub fn open(dir: &Path) -> io::Result<Mailbox> {
+        maildir::create(dir)?;
+        let (list, how) = UidList::open(dir)?;
+        if how == Opened::Recreated {
+            tracing::warn!(dir = %dir.display(), "mailbox index rebuilt from the Maildir");
+        }
+        let mut mb = Mailbox {
+            dir: dir.to_owned(),
+            list,
+            messages: Vec::new(),
+            seen_mtimes: None,
+        };
+        mb.sync()?;
+        Ok(mb)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn uid_validity(&self) -> u32 {
+        self.list.uid_validity
+    }
+
+    pub fn next_uid(&self) -> u32 {
+        self.list.next_uid
+    }
+
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+
+    pub fn get(&self, uid: u32) -> Option<&Message> {
+        self.messages
+            .binary_search_by_key(&uid, |m| m.uid)
+            .ok()
+            .map(|i| &self.messages[i])
+    }
+
+    /// Bytes used by all messages, for quota.
+    pub fn total_size(&self) -> u64 {
+        self.messages.iter().map(|m| m.size).sum()
+    }
+
+    fn mtimes(&self) -> io::Result<(SystemTime, SystemTime)> {
+        Ok((
+            fs::metadata(self.dir.join("new"))?.modified()?,
+            fs::metadata(self.dir.join("cur"))?.modified()?,
+        ))
+    }
+
+    /// Reconciles the UID list with the files; see the module docs.
+    pub fn sync(&mut self) -> io::Result<Changes> {
+        let before = self.mtimes()?;
+        if self.seen_mtimes == Some(before) {
+            return Ok(Changes::default());
+        }
+        let mut on_disk: HashMap<String, (bool, String, Option<u64>, Option<u64>)> = HashMap::new();
+        for (sub, in_new) in [("new", true), ("cur", false)] {
+            for entry in fs::read_dir(self.dir.join(sub))? {
+                let entry = entry?;
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                let Some(parsed) = FileName::parse(name) else {
+                    continue;
+                };
+                // A file seen in both (mid-rename by another process) counts once, in cur/.
+                on_disk
+                    .entry(parsed.base.to_owned())
+                    .and_modify(|e| {
+                        if !in_new {
+                            *e = (false, parsed.info.to_owned(), parsed.size, parsed.vsize);
+                        }
+                    })
+                    .or_insert((in_new, parsed.info.to_owned(), parsed.size, parsed.vsize));
+            }
+        }
+
+        let mut changes = Changes::default();
+        let mut kept = Vec::with_capacity(self.list.uids.len());
+        for (uid, base) in &self.list.uids {
+            match on_disk.remove(base) {
+                None => changes.expunged.push(*uid),
+                Some((in_new, info, size, vsize)) => {
+                    let old = self.get(*uid);
+                    if old.is_some_and(|m| m.info != info) {
+                        changes.flags.push(*uid);
+                    }
+                    let size = match (size, old) {
+                        (Some(s), _) => s,
+                        (None, Some(m)) => m.size,
+                        (None, None) => self.stat_size(in_new, base, &info),
+                    };
+                    kept.push(Message {
+                        uid: *uid,
+                        base: base.clone(),
+                        info,
+                        in_new,
+                        size,
+                        vsize: vsize.or(old.and_then(|m| m.vsize)),
+                    });
+                }
+            }
+        }
+        if !changes.expunged.is_empty() {
+            self.list.expunge(&self.dir, &changes.expunged)?;
+        }
+
+        // Unknown files get UIDs in delivery order: by the time in their name.
+        let mut fresh: Vec<(String, (bool, String, Option<u64>, Option<u64>))> =
+            on_disk.into_iter().collect();
+        fresh.sort_by(|a, b| delivery_key(&a.0).cmp(&delivery_key(&b.0)));
+        let bases: Vec<String> = fresh.iter().map(|(b, _)| b.clone()).collect();
+        let uids = self.list.assign(&self.dir, &bases)?;
+        for (uid, (base, (in_new, info, size, vsize))) in uids.into_iter().zip(fresh) {
+            let size = size.unwrap_or_else(|| self.stat_size(in_new, &base, &info));
+            kept.push(Message {
+                uid,
+                base,
+                info,
+                in_new,
+                size,
+                vsize,
+            });
+            changes.added.push(uid);
+        }
+        self.messages = kept;
+        self.seen_mtimes = Some(before);
+        Ok(changes)
+    }
+
+    fn stat_size(&self, in_new: bool, base: &str, info: &str) -> u64 {
+        let m = Message {
+            uid: 0,
+            base: base.to_owned(),
+            info: info.to_owned(),
+            in_new,
+            size: 0,
+            vsize: None,
+        };
+        fs::metadata(self.path(&m)).map_or(0, |md| md.len())
+    }
+
+    /// The file of a message as last synced.
+    pub fn path(&self, m: &Message) -> PathBuf {
+        self.dir
+            .join(if m.in_new { "new" } else { "cur" })
+            .join(m.file_name())
+    }
+
+    /// Reads a message; if it was renamed under us (a flag change by another
+    /// program), syncs once and retries.
+    pub fn read(&mut self, uid: u32) -> io::Result<Vec<u8>> {
+        for attempt in 0..2 {
+            let Some(m) = self.get(uid) else {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("no message with UID {uid}"),
+                ));
+            };
+            match fs::read(self.path(m)) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound && attempt == 0 => {
+                    self.seen_mtimes = None;
+                    self.sync()?;
+                }
+                other => return other,
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("message {uid} vanished"),
+        ))
+    }
+
+    /// The CRLF size of a message, reading it if the name does not say.
+    pub fn vsize(&mut self, uid: u32) -> io::Result<u64> {
+        if let Some(v) = self.get(uid).and_then(|m| m.vsize) {
+            return Ok(v);
+        }
+        let body = self.read(uid)?;
+        let v = maildir::sizes(&body).1;
+        if let Ok(i) = self.messages.binary_search_by_key(&uid, |m| m.uid) {
+            self.messages[i].vsize = Some(v);
+        }
+        Ok(v)
+    }
+
+    /// Moves messages from `new/` to `cur/`: they have now been seen by a
+    /// client (IMAP's \Recent ends here; POP3 does it too, as Dovecot does).
+    pub fn mark_old(&mut self) -> io::Result<()> {
+        let mut moved = false;
+        for i in 0..self.messages.len() {
+            if !self.messages[i].in_new {
+                continue;
+            }
+            let from = self.path(&self.messages[i]);
+            let mut m = self.messages[i].clone();
+            m.in_new = false;
+            let to = self.path(&m);
+            match fs::rename(&from, &to) {
+                Ok(()) => {
+                    self.messages[i] = m;
+                    moved = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if moved {
+            maildir::sync_dir(&self.dir.join("cur"))?;
+            maildir::sync_dir(&self.dir.join("new"))?;
+            self.seen_mtimes = self.mtimes().ok();
+        }
+        Ok(())
+    }
+
+    /// Sets the info letters of a message (renaming its file in `cur/`).
+    pub fn set_info(&mut self, uid: u32, info: &str) -> io::Result<bool> {
+        let Ok(i) = self.messages.binary_search_by_key(&uid, |m| m.uid) else {
+            return Ok(false);
+        };
+        if self.messages[i].info == info && !self.messages[i].in_new {
+            return Ok(false);
+        }
+        let from = self.path(&self.messages[i]);
+        let mut m = self.messages[i].clone();
+        m.info = info.to_owned();
+        m.in_new = false;
+        let to = self.path(&m);
+        fs::rename(&from, &to)?;
+        self.messages[i] = m;
+        self.list.bump_modseq();
+        Ok(true)
+    }
+
+    /// Deletes messages for good: unlink, fsync the directories, then record
+    /// the expunge in the UID list.
+    pub fn expunge(&mut self, uids: &[u32]) -> io::Result<Vec<u32>> {
+        let mut gone = Vec::with_capacity(uids.len());
+        for uid in uids {
+            let Some(m) = self.get(*uid) else { continue };
+            match fs::remove_file(self.path(m)) {
+                Ok(()) => gone.push(*uid),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => gone.push(*uid),
+                Err(e) => return Err(e),
+            }
+        }
+        if gone.is_empty() {
+            return Ok(gone);
+        }
+        maildir::sync_dir(&self.dir.join("cur"))?;
+        maildir::sync_dir(&self.dir.join("new"))?;
+        self.list.expunge(&self.dir, &gone)?;
+        self.messages.retain(|m| !gone.contains(&m.uid));
+        self.seen_mtimes = self.mtimes().ok();
+        Ok(gone)
+    }
+}
+
+/// Orders base names by the delivery time they start with (`secs.Musecs...`
+/// or the older `secs.pid.host`), then by the whole name.
+fn delivery_key(base: &str) -> (u64, u64, &str) {
+    let mut parts = base.splitn(3, '.');
+    let secs = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(u64::MAX);
+    let usecs = parts
+        .next()
+        .and_then(|p| p.strip_prefix('M'))
+        .and_then(|p| p.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0);
+    (secs, usecs, base)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_assigns_in_delivery_order_and_sees_outside_changes() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path();
+        maildir::create(dir).unwrap();
+        // Written by other software, out of order, one already in cur/ with flags.
+        fs::write(dir.join("new/1700000002.M5P1.other"), "b\n").unwrap();
+        fs::write(dir.join("cur/1700000001.M999999P1.other:2,S"), "a\n").unwrap();
+        fs::write(dir.join("new/1700000002.M10P1.other"), "c\n").unwrap();
+        let mut mb = Mailbox::open(dir).unwrap();
+        let order: Vec<(u32, &str)> = mb
+            .messages()
+            .iter()
+            .map(|m| (m.uid, m.base.as_str()))
+            .collect();
+        assert_eq!(
+            order,
+            vec![
+                (1, "1700000001.M999999P1.other"),
+                (2, "1700000002.M5P1.other"),
+                (3, "1700000002.M10P1.other")
+            ]
+        );
+        assert!(mb.get(1).unwrap().flags().seen);
+        assert_eq!(
+            mb.get(2).unwrap().size,
+            2,
+            "size from stat when the name lacks S="
+        );
+
+        maildir::deliver(dir, b"d\n", None).unwrap();
+        fs::rename(
+            dir.join("new/1700000002.M5P1.other"),
+            dir.join("cur/1700000002.M5P1.other:2,FS"),
+        )
+        .unwrap();
+        fs::remove_file(dir.join("new/1700000002.M10P1.other")).unwrap();
+        let c = mb.sync().unwrap();
+        assert_eq!((c.added, c.expunged, c.flags), (vec![4], vec![3], vec![2]));
+        assert!(
+            mb.sync().unwrap().is_empty(),
+            "nothing changed, nothing to do"
+        );
+
+        let validity = mb.uid_validity();
+        drop(mb);
+        let mb = Mailbox::open(dir).unwrap();
+        assert_eq!(mb.uid_validity(), validity);
+        assert_eq!(
+            mb.messages().iter().map(|m| m.uid).collect::<Vec<_>>(),
+            vec![1, 2, 4]
+        );
+        assert_eq!(mb.next_uid(), 5);
+    }
+
+    #[test]
+    fn flags_mark_old_and_expunge() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path();
+        maildir::create(dir).unwrap();
+        for b in [b"one\n".as_slice(), b"two\n", b"three\n"] {
+            maildir::deliver(dir, b, None).unwrap();
+        }
+        let mut mb = Mailbox::open(dir).unwrap();
+        assert!(mb.messages().iter().all(|m| m.in_new));
+        mb.mark_old().unwrap();
+        assert!(mb.messages().iter().all(|m| !m.in_new));
+        assert_eq!(fs::read_dir(dir.join("cur")).unwrap().count(), 3);
+        assert!(mb.set_info(2, "RS").unwrap());
+        assert_eq!(mb.read(2).unwrap(), b"two\n");
+        assert_eq!(mb.vsize(3).unwrap(), 7);
+        assert_eq!(mb.expunge(&[1, 3]).unwrap(), vec![1, 3]);
+        assert_eq!(mb.total_size(), 4);
+        let mut mb = Mailbox::open(dir).unwrap();
+        assert_eq!(mb.messages().len(), 1);
+        assert!(mb.get(2).unwrap().flags().replied);
+        maildir::deliver(dir, b"four\n", None).unwrap();
+        assert_eq!(
+            mb.sync().unwrap().added,
+            vec![4],
+            "UIDs of expunged messages are never reused"
+        );
+    }
+}

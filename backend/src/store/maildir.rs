@@ -1,0 +1,290 @@
+//! One Maildir directory (`cur/ new/ tmp/`): unique file names, flags in the
+//! `:2,` info suffix, and durable delivery.
+//!
+//! File names follow the Maildir convention plus the Maildir++/Dovecot size
+//! fields: `<secs>.M<usecs>P<pid>Q<n>.<host>,S=<size>,W=<crlf size>:2,<flags>`.
+//! `S=` is the size on disk (LF line ends), `W=` the size with CRLF line ends
+//! as POP3 and IMAP count it, so neither needs a `stat` or a read.
+//!
+//! Delivery is the classic lock-free protocol, with the fsyncs that make it
+//! durable: write into `tmp/`, fsync the file, rename into `new/`, fsync
+//! `new/`. Only then may a protocol acknowledge the message.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Maildir flags, in the order they must appear in the info suffix.
+pub const FLAG_ORDER: &[u8] = b"DFPRST";
+
+/// Message flags as stored in a file name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Flags {
+    pub draft: bool,
+    pub flagged: bool,
+    pub passed: bool,
+    pub replied: bool,
+    pub seen: bool,
+    pub trashed: bool,
+}
+
+impl Flags {
+    /// Parses the letters after `:2,`; unknown letters (keywords a-z) are kept
+    /// aside by the caller, not here.
+    pub fn parse(letters: &str) -> Flags {
+        let mut f = Flags::default();
+        for c in letters.bytes() {
+            match c {
+                b'D' => f.draft = true,
+                b'F' => f.flagged = true,
+                b'P' => f.passed = true,
+                b'R' => f.replied = true,
+                b'S' => f.seen = true,
+                b'T' => f.trashed = true,
+                _ => {}
+            }
+        }
+        f
+    }
+
+    pub fn letters(&self) -> String {
+        let mut s = String::with_capacity(6);
+        for (on, c) in [
+            (self.draft, 'D'),
+            (self.flagged, 'F'),
+            (self.passed, 'P'),
+            (self.replied, 'R'),
+            (self.seen, 'S'),
+            (self.trashed, 'T'),
+        ] {
+            if on {
+                s.push(c);
+            }
+        }
+        s
+    }
+}
+
+/// What a file name says about its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileName<'a> {
+    /// The name without the info suffix: stable for the message's lifetime.
+    pub base: &'a str,
+    /// Letters after `:2,` (system flags and keyword letters).
+    pub info: &'a str,
+    pub size: Option<u64>,
+    pub vsize: Option<u64>,
+}
+
+impl<'a> FileName<'a> {
+    /// Parses a name from `cur/` or `new/`; `None` for names that are not
+    /// messages (dot files, editor leftovers).
+    pub fn parse(name: &'a str) -> Option<FileName<'a>> {
+        if name.is_empty() || name.starts_with('.') {
+            return None;
+        }
+        let (base, info) = match name.split_once(':') {
+            Some((b, rest)) => (b, rest.strip_prefix("2,").unwrap_or("")),
+            None => (name, ""),
+        };
+        if base.is_empty() {
+            return None;
+        }
+        let mut size = None;
+        let mut vsize = None;
+        for field in base.split(',').skip(1) {
+            if let Some(v) = field.strip_prefix("S=") {
+                size = v.parse().ok();
+            } else if let Some(v) = field.strip_prefix("W=") {
+                vsize = v.parse().ok();
+            }
+        }
+        Some(FileName {
+            base,
+            info,
+            size,
+            vsize,
+        })
+    }
+}
+
+/// The name a file with `base` and `flags` has in `cur/`.
+pub fn cur_name(base: &str, flags: &Flags, keywords: &str) -> String {
+    let mut letters: Vec<u8> = flags.letters().into_bytes();
+    letters.extend(keywords.bytes().filter(u8::is_ascii_lowercase));
+    letters.sort_unstable();
+    letters.dedup();
+    format!("{base}:2,{}", String::from_utf8_lossy(&letters))
+}
+
+/// The host part of unique names, with `/` and `:` escaped as the Maildir
+/// specification asks.
+fn host() -> &'static str {
+    static HOST: OnceLock<String> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let raw =
+            fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "localhost".into());
+        raw.trim()
+            .replace('/', "\\057")
+            .replace(':', "\\072")
+            .replace(',', "\\054")
+    })
+}
+
+/// A name no other delivery on any node can produce: time, pid, a process
+/// counter and the host.
+pub fn unique_base(size: u64, vsize: u64) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{}.M{}P{}Q{}.{},S={size},W={vsize}",
+        now.as_secs(),
+        now.subsec_micros(),
+        std::process::id(),
+        n,
+        host()
+    )
+}
+
+/// Creates `cur/ new/ tmp/` under `dir` if missing.
+pub fn create(dir: &Path) -> io::Result<()> {
+    for sub in ["cur", "new", "tmp"] {
+        fs::create_dir_all(dir.join(sub))?;
+    }
+    Ok(())
+}
+
+/// Fsyncs a directory so that a rename or unlink in it is durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Counts what a message weighs: bytes on disk and bytes with CRLF line ends.
+pub fn sizes(body: &[u8]) -> (u64, u64) {
+    let lf = memchr_count(b'\n', body);
+    let crlf = body.windows(2).filter(|w| w == b"\r\n").count() as u64;
+    (body.len() as u64, body.len() as u64 + (lf - crlf))
+}
+
+fn memchr_count(needle: u8, hay: &[u8]) -> u64 {
+    hay.iter().filter(|b| **b == needle).count() as u64
+}
+
+/// Writes `body` (already in LF form) as a new message of the Maildir at
+/// `dir`, durably, and returns its base name. `body` is written as one
+/// buffer; callers stream large messages through [`deliver_from`].
+pub fn deliver(dir: &Path, body: &[u8], flags: Option<&Flags>) -> io::Result<(String, PathBuf)> {
+    deliver_from(dir, body.len() as u64, sizes(body).1, flags, |f| {
+        f.write_all(body)
+    })
+}
+
+/// Durable delivery with the content written by `write` into the temp file.
+/// `size`/`vsize` go into the name and must match what `write` writes.
+pub fn deliver_from(
+    dir: &Path,
+    size: u64,
+    vsize: u64,
+    flags: Option<&Flags>,
+    write: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<(String, PathBuf)> {
+    let base = unique_base(size, vsize);
+    let tmp = dir.join("tmp").join(&base);
+    let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+    let written = write(&mut f).and_then(|()| f.sync_all());
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    drop(f);
+    // A message with flags (IMAP APPEND) goes straight to cur/.
+    let (sub, name) = match flags {
+        Some(fl) => ("cur", cur_name(&base, fl, "")),
+        None => ("new", base.clone()),
+    };
+    let target = dir.join(sub).join(&name);
+    if let Err(e) = fs::rename(&tmp, &target) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    sync_dir(&dir.join(sub))?;
+    Ok((base, target))
+}
+
+/// Removes `tmp/` files older than a day and a half, as the Maildir
+/// specification suggests: leftovers of deliveries that died mid-write.
+pub fn clean_tmp(dir: &Path) -> io::Result<usize> {
+    let cutoff = std::time::SystemTime::now() - std::time::Duration::from_secs(36 * 3600);
+    let mut removed = 0;
+    for entry in fs::read_dir(dir.join("tmp"))? {
+        let entry = entry?;
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t < cutoff);
+        if old && fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse() {
+        let n = FileName::parse("1700000000.M1P2Q3.host,S=120,W=124:2,FS").unwrap();
+        assert_eq!(n.base, "1700000000.M1P2Q3.host,S=120,W=124");
+        assert_eq!((n.size, n.vsize, n.info), (Some(120), Some(124), "FS"));
+        let n = FileName::parse("1700000000.12345.host").unwrap();
+        assert_eq!((n.size, n.info), (None, ""));
+        let n = FileName::parse("x:1,weird").unwrap();
+        assert_eq!((n.base, n.info), ("x", ""));
+        assert!(FileName::parse(".nfs0001").is_none());
+        assert!(FileName::parse(":2,S").is_none());
+        assert!(FileName::parse("").is_none());
+    }
+
+    #[test]
+    fn flag_letters_sorted() {
+        let f = Flags::parse("STRFa");
+        assert!(f.seen && f.trashed && f.replied && f.flagged && !f.draft);
+        assert_eq!(f.letters(), "FRST");
+        assert_eq!(cur_name("b", &f, "ca"), "b:2,FRSTac");
+        assert_eq!(cur_name("b", &Flags::default(), ""), "b:2,");
+    }
+
+    #[test]
+    fn crlf_sizes() {
+        assert_eq!(sizes(b"a\nb\n"), (4, 6));
+        assert_eq!(sizes(b"a\r\nb\n"), (5, 6));
+        assert_eq!(sizes(b""), (0, 0));
+    }
+
+    #[test]
+    fn delivery_is_in_new_and_unique() {
+        let t = tempfile::tempdir().unwrap();
+        create(t.path()).unwrap();
+        let (b1, p1) = deliver(t.path(), b"Subject: x\n\nhi\n", None).unwrap();
+        let (b2, _) = deliver(t.path(), b"Subject: y\n\nho\n", None).unwrap();
+        assert_ne!(b1, b2);
+        assert!(p1.starts_with(t.path().join("new")));
+        assert_eq!(fs::read(&p1).unwrap(), b"Subject: x\n\nhi\n");
+        let n = FileName::parse(&b1).unwrap();
+        assert_eq!((n.size, n.vsize), (Some(15), Some(18)));
+        assert_eq!(fs::read_dir(t.path().join("tmp")).unwrap().count(), 0);
+        let flagged = Flags {
+            seen: true,
+            ..Flags::default()
+        };
+        let (_, p3) = deliver(t.path(), b"x\n", Some(&flagged)).unwrap();
+        assert!(p3.to_string_lossy().ends_with(":2,S") && p3.starts_with(t.path().join("cur")));
+    }
+}

@@ -1,0 +1,174 @@
+//! The mail store of a cluster: one Maildir++ tree per account under the
+//! cluster's `store_root`, shared by every node of the cluster.
+//!
+//! ```text
+//! <root>/<h1>/<h2>/<address>/          INBOX (cur/ new/ tmp/), maildirsize
+//! <root>/<h1>/<h2>/<address>/.Sent/    a folder, with a `maildirfolder` file
+//! <root>/<h1>/<h2>/<address>/.A.B/     folder B inside folder A
+//! ```
+//! Every mailbox directory also holds Tandem's `tandem-uidlist` (see
+//! [`index`]); other Maildir software ignores it, and Tandem rebuilds it from
+//! the Maildir when files change behind its back.
+
+pub mod index;
+pub mod mailbox;
+pub mod maildir;
+pub mod path;
+pub mod quota;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use shared::Address;
+
+pub use mailbox::{Changes, Mailbox, Message};
+pub use path::PathError;
+
+/// Folders every account has, with their RFC 6154 special use.
+pub const SPECIAL_USE: &[(&str, &str)] = &[
+    ("Drafts", "\\Drafts"),
+    ("Sent", "\\Sent"),
+    ("Trash", "\\Trash"),
+    ("Junk", "\\Junk"),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Path(#[from] PathError),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+impl StoreError {
+    pub fn io(path: &Path, source: io::Error) -> StoreError {
+        StoreError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// The store of one cluster.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    pub fn new(root: impl Into<PathBuf>) -> Store {
+        Store { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The account's tree; nothing is created until [`AccountStore::ensure`].
+    pub fn account(&self, address: &Address) -> Result<AccountStore, StoreError> {
+        Ok(AccountStore {
+            dir: path::account_dir(&self.root, address)?,
+        })
+    }
+}
+
+/// One account's Maildir++ tree.
+#[derive(Debug, Clone)]
+pub struct AccountStore {
+    dir: PathBuf,
+}
+
+impl AccountStore {
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Creates INBOX and the special-use folders if they are missing.
+    pub fn ensure(&self) -> Result<(), StoreError> {
+        let fresh = !self.dir.join("cur").is_dir();
+        maildir::create(&self.dir).map_err(|e| StoreError::io(&self.dir, e))?;
+        if fresh {
+            for (name, _) in SPECIAL_USE {
+                self.create_folder(name)?;
+            }
+            if let Some(parent) = self.dir.parent() {
+                maildir::sync_dir(parent).map_err(|e| StoreError::io(parent, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The directory of a mailbox: INBOX is the account directory itself.
+    pub fn mailbox_dir(&self, name: &str) -> Result<PathBuf, StoreError> {
+        if name.eq_ignore_ascii_case("INBOX") {
+            return Ok(self.dir.clone());
+        }
+        Ok(self.dir.join(path::folder_dir_name(name)?))
+    }
+
+    pub fn create_folder(&self, name: &str) -> Result<PathBuf, StoreError> {
+        let dir = self.mailbox_dir(name)?;
+        maildir::create(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        // Maildir++ marks folders so that delivery agents know quota lives above.
+        let marker = dir.join("maildirfolder");
+        if !marker.exists() {
+            fs::write(&marker, b"").map_err(|e| StoreError::io(&marker, e))?;
+        }
+        Ok(dir)
+    }
+
+    /// Opens (and syncs) a mailbox; blocking.
+    pub fn open_mailbox(&self, name: &str) -> Result<Mailbox, StoreError> {
+        let dir = self.mailbox_dir(name)?;
+        Mailbox::open(&dir).map_err(|e| StoreError::io(&dir, e))
+    }
+
+    /// Delivers a message to INBOX, durably; blocking. Returns its path.
+    pub fn deliver(&self, body: &[u8]) -> Result<PathBuf, StoreError> {
+        self.ensure()?;
+        let (_, path) =
+            maildir::deliver(&self.dir, body, None).map_err(|e| StoreError::io(&self.dir, e))?;
+        let _ = quota::add(&self.dir, body.len() as i64, 1);
+        Ok(path)
+    }
+
+    /// Quota usage (bytes, messages) against `limit` bytes.
+    pub fn usage(&self, limit: u64) -> Result<quota::Usage, StoreError> {
+        self.ensure()?;
+        quota::usage(&self.dir, limit).map_err(|e| StoreError::io(&self.dir, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_layout_is_maildir_plus_plus() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::new(t.path());
+        let acc = store
+            .account(&Address::parse("alice@example.com").unwrap())
+            .unwrap();
+        acc.ensure().unwrap();
+        for d in [
+            "cur",
+            "new",
+            "tmp",
+            ".Sent/cur",
+            ".Drafts/new",
+            ".Trash/tmp",
+            ".Junk/cur",
+        ] {
+            assert!(acc.dir().join(d).is_dir(), "{d}");
+        }
+        assert!(acc.dir().join(".Sent/maildirfolder").is_file());
+        acc.deliver(b"Subject: hi\n\nbody\n").unwrap();
+        let inbox = acc.open_mailbox("INBOX").unwrap();
+        assert_eq!(inbox.messages().len(), 1);
+        assert_eq!(acc.usage(0).unwrap().messages, 1);
+        assert!(acc.open_mailbox("../../etc").is_err());
+        assert!(acc.open_mailbox("Sent").unwrap().messages().is_empty());
+    }
+}
