@@ -2,3 +2,4 @@
 //! `servers`) the harness that starts real servers on loopback.
 
 pub mod conformance;
+pub mod servers;
