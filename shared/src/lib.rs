@@ -7,6 +7,7 @@ pub mod blocking;
 pub mod config;
 pub mod logging;
 pub mod metrics;
+pub mod net;
 pub mod password;
 pub mod time;
 pub mod tls;

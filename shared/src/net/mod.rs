@@ -1,0 +1,11 @@
+//! Networking shared by every daemon: the accept loop, PROXY protocol,
+//! plaintext/TLS streams and network lists.
+
+pub mod listener;
+pub mod netlist;
+pub mod proxy;
+pub mod stream;
+
+pub use listener::{Conn, ListenerConfig, ListenerMetrics, Protocol, serve};
+pub use netlist::NetList;
+pub use stream::Stream;
