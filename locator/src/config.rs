@@ -24,6 +24,7 @@ use shared::config::{Problems, Validate, join};
 use crate::cache::CacheConfig;
 use crate::directory::Directory;
 use crate::error::DirectoryError;
+use crate::ldap::{LdapConfig, LdapDirectory};
 use crate::sql::{Dialect, SqlDirectory, SqlOptions};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,6 +32,9 @@ use crate::sql::{Dialect, SqlDirectory, SqlOptions};
 pub struct LocatorConfig {
     /// The SQL store: every account when `ldap` is absent; clusters and nodes always.
     pub sql: SqlConfig,
+    /// Domains, accounts and aliases from an LDAP directory instead of `sql`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ldap: Option<LdapConfig>,
     /// Lookup cache of every daemon that reads the locator.
     #[serde(default)]
     pub cache: CacheConfig,
@@ -67,6 +71,9 @@ impl Validate for LocatorConfig {
         if self.sql.max_connections == 0 {
             p.push(at, "sql.max_connections", "must be at least 1");
         }
+        if let Some(l) = &self.ldap {
+            l.validate(&join(at, "ldap"), p);
+        }
         self.cache.validate(&join(at, "cache"), p);
     }
 }
@@ -98,5 +105,9 @@ pub async fn open(cfg: &LocatorConfig, how: Open) -> Result<Arc<dyn Directory>, 
         Err(e) => return Err(e),
     };
     let sql: Arc<dyn Directory> = Arc::new(sql);
-    Ok(sql)
+    match (&cfg.ldap, how) {
+        (None, _) => Ok(sql),
+        (Some(l), Open::Eager) => Ok(Arc::new(LdapDirectory::connect(l, sql).await?)),
+        (Some(l), Open::Lazy) => Ok(Arc::new(LdapDirectory::connect_lazy(l, sql).await?)),
+    }
 }
