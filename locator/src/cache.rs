@@ -38,6 +38,11 @@ pub struct CacheConfig {
     /// is unreachable.
     #[serde(with = "shared::config::duration")]
     pub stale_for: Duration,
+    /// After the directory failed, how long lookups are answered from the
+    /// cache alone before the directory is tried again, so an outage costs
+    /// one timeout per `retry_after` rather than one per lookup.
+    #[serde(with = "shared::config::duration")]
+    pub retry_after: Duration,
 }
 
 impl Default for CacheConfig {
@@ -47,6 +52,7 @@ impl Default for CacheConfig {
             ttl: Duration::from_secs(60),
             negative_ttl: Duration::from_secs(10),
             stale_for: Duration::from_secs(24 * 3600),
+            retry_after: Duration::from_secs(2),
         }
     }
 }
@@ -96,6 +102,13 @@ pub struct Locator {
     clusters: moka::future::Cache<String, (Option<Arc<Cluster>>, Instant)>,
     metrics: LocatorMetrics,
     blocking: Blocking,
+    /// Set while the directory fails to answer.
+    down: std::sync::Mutex<Option<Outage>>,
+}
+
+struct Outage {
+    since: Instant,
+    last_try: Instant,
 }
 
 impl Locator {
@@ -115,6 +128,7 @@ impl Locator {
             clusters,
             metrics,
             blocking: Blocking::per_core(),
+            down: std::sync::Mutex::new(None),
         }
     }
 
@@ -147,9 +161,25 @@ impl Locator {
                 return Ok(e.account.clone());
             }
         }
+        if let Some(since) = self.known_down() {
+            return match cached {
+                Some(e) => {
+                    self.metrics.lookup("stale");
+                    Ok(e.account)
+                }
+                None => {
+                    self.metrics.lookup("unavailable");
+                    Err(LookupError::Unavailable(format!(
+                        "directory down for {}s",
+                        since.elapsed().as_secs()
+                    )))
+                }
+            };
+        }
         let start = Instant::now();
         let answer = self.dir.lookup(address).await;
         let secs = start.elapsed().as_secs_f64();
+        self.note_health(answer.as_ref().err());
         match answer {
             Ok(found) => {
                 self.metrics.query("lookup", "ok", secs);
@@ -183,16 +213,59 @@ impl Locator {
         }
     }
 
+    /// While the directory is known to be down and no retry is due: since
+    /// when. A caller that finds a retry due claims it (the others keep
+    /// answering from the cache) and asks the directory.
+    fn known_down(&self) -> Option<Instant> {
+        let mut g = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        let d = g.as_mut()?;
+        if d.last_try.elapsed() < self.cfg.retry_after {
+            return Some(d.since);
+        }
+        d.last_try = Instant::now();
+        None
+    }
+
+    /// Records whether the directory answered; only transient errors (it is
+    /// unreachable or too slow) count as down.
+    fn note_health(&self, err: Option<&DirectoryError>) {
+        let mut g = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        match (err, g.as_mut()) {
+            (None, Some(d)) => {
+                tracing::info!(after = ?d.since.elapsed(), "directory answers again");
+                *g = None;
+            }
+            (Some(e), None) if e.is_transient() => {
+                tracing::warn!(error = %e, "directory unreachable; answering from the cache");
+                let now = Instant::now();
+                *g = Some(Outage {
+                    since: now,
+                    last_try: now,
+                });
+            }
+            (Some(e), Some(d)) if e.is_transient() => d.last_try = Instant::now(),
+            _ => {}
+        }
+    }
+
     /// A cluster and its nodes, cached like accounts.
     pub async fn cluster(&self, id: &str) -> Result<Option<Arc<Cluster>>, LookupError> {
         let cached = self.clusters.get(id).await;
-        if let Some((c, at)) = &cached {
-            if at.elapsed() < self.cfg.ttl {
-                return Ok(c.clone());
-            }
+        if let Some((c, at)) = &cached
+            && at.elapsed() < self.cfg.ttl
+        {
+            return Ok(c.clone());
+        }
+        if self.known_down().is_some() {
+            return match cached {
+                Some((c, _)) => Ok(c),
+                None => Err(LookupError::Unavailable("directory down".into())),
+            };
         }
         let start = Instant::now();
-        match self.dir.cluster(id).await {
+        let answer = self.dir.cluster(id).await;
+        self.note_health(answer.as_ref().err());
+        match answer {
             Ok(c) => {
                 self.metrics
                     .query("cluster", "ok", start.elapsed().as_secs_f64());
@@ -471,6 +544,15 @@ mod tests {
             .get()
     }
 
+    fn queries(m: &LocatorMetrics, result: &'static str) -> u64 {
+        m.queries
+            .get_or_create(&crate::metrics::QueryLabels {
+                op: "lookup",
+                result,
+            })
+            .get()
+    }
+
     #[tokio::test]
     async fn ttl_negative_ttl_and_stale() {
         let (_t, d) = setup().await;
@@ -486,6 +568,7 @@ mod tests {
             ttl: Duration::from_millis(300),
             negative_ttl: Duration::from_millis(100),
             stale_for: Duration::from_secs(60),
+            retry_after: Duration::from_millis(200),
         };
         let m = LocatorMetrics::default();
         let l = Locator::new(sw.clone(), cfg, m.clone());
@@ -525,9 +608,15 @@ mod tests {
             Err(LookupError::Unavailable(_))
         ));
         assert_eq!(count(&m, "unavailable"), 1);
+        assert_eq!(
+            queries(&m, "unavailable"),
+            1,
+            "within retry_after the cache answers alone"
+        );
 
-        // Back: fresh answers again.
+        // Back: fresh answers again, once retry_after has passed.
         sw.down.store(false, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(250)).await;
         assert!(l.lookup(&never).await.unwrap().is_none());
         d.remove_account(&a).await.unwrap();
         tokio::time::sleep(Duration::from_millis(350)).await;

@@ -193,13 +193,13 @@ impl Importer {
                 return Err(format!("{address} is an alias of {}", acc.address));
             }
             Some(acc) => {
-                if let Some(c) = &rec.cluster {
-                    if *c != acc.cluster {
-                        return Err(format!(
-                            "{address} lives on cluster {}, not {c}; an import does not move accounts",
-                            acc.cluster
-                        ));
-                    }
+                if let Some(c) = &rec.cluster
+                    && *c != acc.cluster
+                {
+                    return Err(format!(
+                        "{address} lives on cluster {}, not {c}; an import does not move accounts",
+                        acc.cluster
+                    ));
                 }
                 let change = AccountChange {
                     password: rec

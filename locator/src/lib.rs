@@ -19,7 +19,8 @@ pub mod model;
 pub mod placement;
 pub mod sql;
 
-pub use cache::{AuthOutcome, Locator, LookupError};
+pub use cache::{AuthOutcome, CacheConfig, Locator, LookupError};
 pub use directory::Directory;
 pub use error::DirectoryError;
+pub use metrics::LocatorMetrics;
 pub use model::{Account, AccountChange, AccountState, Cluster, ClusterState, NewAccount, Node};

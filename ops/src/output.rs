@@ -50,7 +50,7 @@ pub fn quota(bytes: u64) -> String {
         return "unlimited".into();
     }
     for (size, unit) in UNITS {
-        if bytes >= size && bytes % size == 0 {
+        if bytes >= size && bytes.is_multiple_of(size) {
             return format!("{}{unit}", bytes / size);
         }
     }

@@ -400,7 +400,7 @@ fn decode(scheme: Scheme, enc: Encoding, data: &str) -> Result<Vec<u8>, Password
         Encoding::Base64 => B64.decode(data.trim()).map_err(|e| malformed(scheme, e)),
         Encoding::Hex => {
             let d = data.trim();
-            if d.len() % 2 != 0 {
+            if !d.len().is_multiple_of(2) {
                 return Err(malformed(scheme, "odd hex length"));
             }
             (0..d.len())

@@ -220,10 +220,10 @@ fn parse(bytes: &[u8]) -> Result<(UidList, bool), String> {
         if uid == 0 || base.is_empty() || base.contains(['/', ':']) {
             return Err(format!("line {}: bad record", i + 2));
         }
-        if let Some(old) = list.uids.insert(uid, base.to_owned()) {
-            if old != base {
-                return Err(format!("line {}: uid {uid} given twice", i + 2));
-            }
+        if let Some(old) = list.uids.insert(uid, base.to_owned())
+            && old != base
+        {
+            return Err(format!("line {}: uid {uid} given twice", i + 2));
         }
         list.next_uid = list.next_uid.max(uid.saturating_add(1));
     }

@@ -174,12 +174,12 @@ impl SqlDirectory {
 }
 
 fn create_parent_dir(url: &str) -> Result<()> {
-    if let Some(parent) = Dialect::sqlite_path(url).and_then(|p| std::path::Path::new(p).parent()) {
-        if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                DirectoryError::Unavailable(format!("cannot create {}: {e}", parent.display()))
-            })?;
-        }
+    if let Some(parent) = Dialect::sqlite_path(url).and_then(|p| std::path::Path::new(p).parent())
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            DirectoryError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+        })?;
     }
     Ok(())
 }
@@ -401,7 +401,7 @@ impl Directory for SqlDirectory {
             {
                 return Err(no_cluster(&account.cluster));
             }
-            taken(address, owner_of(&self.q, &mut *tx, address).await?)?;
+            taken(address, owner_of(self.q, &mut *tx, address).await?)?;
             let created = shared::time::now();
             sqlx::query(self.q.insert_account.as_str())
                 .bind(address)
@@ -449,7 +449,7 @@ impl Directory for SqlDirectory {
                 .await
                 .map_err(map_error)?;
             let Some(row) = row else {
-                return Err(match owner_of(&self.q, &mut *tx, a).await? {
+                return Err(match owner_of(self.q, &mut *tx, a).await? {
                     Owner::AliasOf(owner) => DirectoryError::NotFound(format!(
                         "{a} is an alias of {owner}, not an account"
                     )),
@@ -504,7 +504,7 @@ impl Directory for SqlDirectory {
         self.timed(async {
             let a = address.as_str();
             let mut tx = self.begin().await?;
-            match owner_of(&self.q, &mut *tx, a).await? {
+            match owner_of(self.q, &mut *tx, a).await? {
                 Owner::Account => {}
                 Owner::AliasOf(owner) => {
                     return Err(DirectoryError::NotFound(format!(
@@ -553,7 +553,7 @@ impl Directory for SqlDirectory {
             {
                 return Err(no_domain(alias.domain()));
             }
-            match owner_of(&self.q, &mut *tx, account.as_str()).await? {
+            match owner_of(self.q, &mut *tx, account.as_str()).await? {
                 Owner::Account => {}
                 Owner::AliasOf(owner) => {
                     return Err(DirectoryError::Invalid(format!(
@@ -564,7 +564,7 @@ impl Directory for SqlDirectory {
             }
             taken(
                 alias.as_str(),
-                owner_of(&self.q, &mut *tx, alias.as_str()).await?,
+                owner_of(self.q, &mut *tx, alias.as_str()).await?,
             )?;
             sqlx::query(self.q.insert_address.as_str())
                 .bind(alias.as_str())
@@ -589,7 +589,7 @@ impl Directory for SqlDirectory {
             if r.rows_affected() > 0 {
                 return Ok(());
             }
-            match owner_of(&self.q, &self.pool, a).await? {
+            match owner_of(self.q, &self.pool, a).await? {
                 Owner::Account => Err(DirectoryError::Invalid(format!(
                     "{a} is an account, not an alias: remove it with `tandem account rm {a}`"
                 ))),
