@@ -126,10 +126,26 @@ impl AccountStore {
 
     /// Delivers a message to INBOX, durably; blocking. Returns its path.
     pub fn deliver(&self, body: &[u8]) -> Result<PathBuf, StoreError> {
+        self.deliver_parts(&[body])
+    }
+
+    /// Delivers the concatenation of `parts` (in LF form) to INBOX, durably:
+    /// per-recipient headers in front of a body shared by all recipients,
+    /// without copying the body. Returns the message's path.
+    pub fn deliver_parts(&self, parts: &[&[u8]]) -> Result<PathBuf, StoreError> {
         self.ensure()?;
-        let (_, path) =
-            maildir::deliver(&self.dir, body, None).map_err(|e| StoreError::io(&self.dir, e))?;
-        let _ = quota::add(&self.dir, body.len() as i64, 1);
+        let (mut size, mut vsize) = (0, 0);
+        for p in parts {
+            let (s, v) = maildir::sizes(p);
+            size += s;
+            vsize += v;
+        }
+        let (_, path) = maildir::deliver_from(&self.dir, size, vsize, None, |f| {
+            use std::io::Write;
+            parts.iter().try_for_each(|p| f.write_all(p))
+        })
+        .map_err(|e| StoreError::io(&self.dir, e))?;
+        let _ = quota::add(&self.dir, size as i64, 1);
         Ok(path)
     }
 

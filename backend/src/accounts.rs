@@ -1,0 +1,182 @@
+//! Opening an account on this node: the one step a lease will guard.
+//!
+//! Every protocol goes through [`Accounts::open`] before it touches an
+//! account's Maildir. Today a cluster has one node and [`SingleNode`] says
+//! every account is ours; the etcd leases of a multi-node cluster plug in as
+//! another [`Ownership`] without the protocols changing.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use async_trait::async_trait;
+use locator::Account;
+use shared::Address;
+use shared::blocking::Blocking;
+use tokio::sync::{Mutex as AsyncMutex, MutexGuard, OwnedMutexGuard};
+
+use crate::store::{AccountStore, Store, StoreError};
+
+/// Who may serve an account right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This node: go ahead.
+    Mine,
+    /// Another node of the cluster holds it: proxy there.
+    Elsewhere { node: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OwnershipError {
+    #[error("ownership unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[async_trait]
+pub trait Ownership: Send + Sync + 'static {
+    async fn claim(&self, address: &Address) -> Result<Claim, OwnershipError>;
+}
+
+/// A cluster of one node: every account of the cluster is ours.
+pub struct SingleNode;
+
+#[async_trait]
+impl Ownership for SingleNode {
+    async fn claim(&self, _address: &Address) -> Result<Claim, OwnershipError> {
+        Ok(Claim::Mine)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("account {account} lives on cluster {cluster}, not on this one")]
+    WrongCluster { account: Address, cluster: String },
+    #[error("account {account} is served by node {node}")]
+    NotOwner { account: Address, node: String },
+    #[error(transparent)]
+    Ownership(#[from] OwnershipError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Blocking(#[from] shared::blocking::BlockingError),
+}
+
+impl OpenError {
+    /// Whether the client should retry later (everything but a bad path).
+    pub fn is_temporary(&self) -> bool {
+        !matches!(self, OpenError::Store(StoreError::Path(_)))
+    }
+}
+
+/// The accounts of this node's cluster.
+pub struct Accounts {
+    cluster: String,
+    store: Store,
+    ownership: Arc<dyn Ownership>,
+    blocking: Blocking,
+    locks: Mutex<HashMap<Address, Weak<Locks>>>,
+}
+
+/// Per-account locks shared by every session of the account on this node.
+#[derive(Default)]
+struct Locks {
+    /// Held while a mailbox's UID list is synced or rewritten.
+    index: AsyncMutex<()>,
+    /// Held by a POP3 session for its whole life (RFC 1939's exclusive
+    /// maildrop lock); a second POP3 session is told `[IN-USE]`.
+    exclusive: Arc<AsyncMutex<()>>,
+}
+
+impl Accounts {
+    pub fn new(
+        cluster: &str,
+        store: Store,
+        ownership: Arc<dyn Ownership>,
+        blocking: Blocking,
+    ) -> Self {
+        Accounts {
+            cluster: cluster.to_owned(),
+            store,
+            ownership,
+            blocking,
+            locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn blocking(&self) -> &Blocking {
+        &self.blocking
+    }
+
+    /// Checks that `account` is served here and makes sure its Maildir++
+    /// tree exists (INBOX and the special-use folders).
+    pub async fn open(&self, account: Arc<Account>) -> Result<Opened, OpenError> {
+        if account.cluster != self.cluster {
+            return Err(OpenError::WrongCluster {
+                account: account.address.clone(),
+                cluster: account.cluster.clone(),
+            });
+        }
+        if let Claim::Elsewhere { node } = self.ownership.claim(&account.address).await? {
+            return Err(OpenError::NotOwner {
+                account: account.address.clone(),
+                node,
+            });
+        }
+        let store = self.store.account(&account.address)?;
+        let s = store.clone();
+        self.blocking.run(move || s.ensure()).await??;
+        Ok(Opened {
+            locks: self.locks_for(&account.address),
+            account,
+            store,
+            blocking: self.blocking.clone(),
+        })
+    }
+
+    fn locks_for(&self, address: &Address) -> Arc<Locks> {
+        let mut map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = map.get(address).and_then(Weak::upgrade) {
+            return l;
+        }
+        // Forget accounts nobody has open, so the map stays as small as
+        // the set of open sessions.
+        if map.len() > 1024 {
+            map.retain(|_, w| w.strong_count() > 0);
+        }
+        let l = Arc::new(Locks::default());
+        map.insert(address.clone(), Arc::downgrade(&l));
+        l
+    }
+}
+
+/// An account opened on this node.
+pub struct Opened {
+    pub account: Arc<Account>,
+    pub store: AccountStore,
+    blocking: Blocking,
+    locks: Arc<Locks>,
+}
+
+impl Opened {
+    /// Serialises UID list writes of this account's mailboxes on this node.
+    pub async fn index_lock(&self) -> MutexGuard<'_, ()> {
+        self.locks.index.lock().await
+    }
+
+    /// The exclusive session lock (POP3), or `None` if another session has it.
+    pub fn try_exclusive(&self) -> Option<OwnedMutexGuard<()>> {
+        self.locks.exclusive.clone().try_lock_owned().ok()
+    }
+
+    /// Runs blocking store work off the reactor.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&AccountStore) -> T + Send + 'static,
+    ) -> Result<T, shared::blocking::BlockingError> {
+        let store = self.store.clone();
+        self.blocking.run(move || f(&store)).await
+    }
+}
