@@ -25,6 +25,13 @@ impl NetList {
     }
 
     /// Loopback only (`127.0.0.0/8`, `::1`): the default trust of `tandem up`.
+    /// This list and `other`'s networks.
+    pub fn union(&self, other: &NetList) -> Self {
+        let mut v = self.0.clone();
+        v.extend(other.0.iter().filter(|n| !self.0.contains(n)));
+        NetList(v)
+    }
+
     pub fn loopback() -> Self {
         NetList(vec![
             IpNet::from_str("127.0.0.0/8").unwrap_or_default(),
