@@ -1,5 +1,6 @@
 //! End-to-end test support: the directory conformance suite, and (in
 //! `servers`) the harness that starts real servers on loopback.
 
+pub mod backend;
 pub mod conformance;
 pub mod servers;

@@ -144,6 +144,19 @@ impl Process {
         let _ = self.child.wait();
     }
 
+    /// `SIGKILL` to the process group, as a crash or the OOM killer would.
+    pub(crate) fn kill(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = kill_process_group(Pid::from_child(&self.child), Signal::KILL);
+            let _ = self.child.wait();
+        }
+    }
+
+    /// Whether it has exited, and how.
+    pub(crate) fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     fn exited_within(&mut self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
