@@ -249,7 +249,7 @@ impl Install {
              rootpw \"{ADMIN_PASSWORD}\"\n\
              directory \"{dir}/data\"\n\
              index objectClass eq\n\
-             index mail,mailLocalAddress,mailHost eq\n",
+             index mail,mailLocalAddress,mailHost,associatedDomain eq\n",
             dir = dir.display()
         );
         conf
