@@ -2,5 +2,6 @@
 //! `servers`) the harness that starts real servers on loopback.
 
 pub mod backend;
+pub mod clients;
 pub mod conformance;
 pub mod servers;

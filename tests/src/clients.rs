@@ -1,0 +1,137 @@
+//! Real mail clients and peer servers driven from tests: Python's standard
+//! library (smtplib, poplib, imaplib), curl, and Dovecot's `imap` binary
+//! run in preauth mode on a Maildir. A missing one fails the test with the
+//! Debian package to install, never a silent pass.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// Fails unless `program` is installed, naming the package that has it.
+pub fn require(program: &str, package: &str) -> PathBuf {
+    crate::servers::find_binary(&[program], &[PathBuf::from("/usr/lib/dovecot")])
+        .unwrap_or_else(|| panic!("{program} not found: install the Debian package {package}"))
+}
+
+/// Runs a Python 3 script with `args`; fails the test (with the script's
+/// stderr) unless it exits 0. Returns its stdout.
+pub fn python(script: &str, args: &[&str]) -> String {
+    let out = python_output(script, args);
+    assert!(
+        out.status.success(),
+        "python script failed ({}):\n{}\n--- stdout:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a Python 3 script and returns whatever it did.
+pub fn python_output(script: &str, args: &[&str]) -> Output {
+    let py = require("python3", "python3");
+    Command::new(py)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run python3")
+}
+
+/// Delivers `message` to `rcpts` over LMTP with Python's `smtplib.LMTP`;
+/// returns the recipients refused, as `address code` lines.
+pub fn lmtp_send(addr: std::net::SocketAddr, from: &str, rcpts: &[&str], message: &[u8]) -> String {
+    let script = r#"
+import smtplib, sys
+host, port, sender = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+rcpts = sys.argv[4:]
+msg = sys.stdin.buffer.read()
+c = smtplib.LMTP(host, port)
+try:
+    refused = c.sendmail(sender, rcpts, msg)
+except smtplib.SMTPRecipientsRefused as e:
+    refused = e.recipients
+except smtplib.SMTPDataError as e:
+    refused = {r: (e.smtp_code, e.smtp_error) for r in rcpts}
+for r, (code, _) in sorted(refused.items()):
+    print(r, code)
+c.quit()
+"#;
+    let py = require("python3", "python3");
+    let mut child = Command::new(py)
+        .arg("-c")
+        .arg(script)
+        .arg(addr.ip().to_string())
+        .arg(addr.port().to_string())
+        .arg(from)
+        .args(rcpts)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(message).expect("write the message");
+    }
+    let out = child.wait_with_output().expect("python3");
+    assert!(
+        out.status.success(),
+        "smtplib.LMTP failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Dovecot's `imap` in preauth mode over stdin/stdout on the Maildir at
+/// `maildir`, as user `nobody` (Dovecot refuses root), with in-memory
+/// indexes. Feeds it `commands` (one IMAP command per line, tagged) and
+/// returns the whole conversation as Dovecot answered it.
+pub fn dovecot_imap(maildir: &Path, commands: &str) -> String {
+    let imap = require("imap", "dovecot-imapd");
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let conf = scratch.path().join("dovecot.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "mail_uid = nobody\nmail_gid = nogroup\nlog_path = {log}\nbase_dir = {run}\n\
+             state_dir = {run}\nprotocols = imap\nssl = no\n",
+            log = scratch.path().join("dovecot.log").display(),
+            run = scratch.path().display(),
+        ),
+    )
+    .expect("write dovecot.conf");
+    // The mail becomes nobody's; Tandem runs as root and keeps access.
+    let chown = Command::new("chown")
+        .args(["-R", "nobody:nogroup"])
+        .arg(maildir)
+        .status()
+        .expect("chown");
+    assert!(chown.success(), "chown -R nobody {}", maildir.display());
+    let mut child = Command::new(imap)
+        .arg("-c")
+        .arg(&conf)
+        .env_clear()
+        .env("USER", "tandem-interop")
+        .env("HOME", scratch.path())
+        .env(
+            "MAIL",
+            format!("maildir:{}:INDEX=MEMORY", maildir.display()),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run dovecot imap");
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(commands.as_bytes()).expect("write to imap");
+        stdin.write_all(b"zz LOGOUT\r\n").expect("write to imap");
+    }
+    let out = child.wait_with_output().expect("dovecot imap");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains("zz OK"),
+        "dovecot imap did not finish:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
