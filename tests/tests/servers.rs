@@ -306,3 +306,22 @@ fn child_leaves_servers_running() {
     println!("server-dir={}", dir.display());
     std::process::exit(0);
 }
+
+#[test]
+fn dovecot_peer_delivers_and_serves_pop3() {
+    let d = timed("start Dovecot", || {
+        tests::servers::Dovecot::start(&[("bob@example.com", "pw")])
+    });
+    let refused = tests::clients::lmtp_send(
+        d.lmtp_addr(),
+        "a@example.org",
+        &["bob@example.com", "nobody@example.com"],
+        b"Subject: peer\r\n\r\nhello\r\n",
+    );
+    assert!(refused.starts_with("nobody@example.com 550"), "{refused}");
+    let out = tests::clients::python(
+        "import poplib,sys\np=poplib.POP3('127.0.0.1',int(sys.argv[1]))\np.user('bob@example.com')\np.pass_('pw')\nprint(p.stat()[0])\np.quit()",
+        &[&d.pop3_addr().port().to_string()],
+    );
+    assert_eq!(out.trim(), "1");
+}

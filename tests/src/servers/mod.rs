@@ -27,10 +27,12 @@
 //! are gone (and never ran destructors) are removed by the next test process
 //! that starts a server, see [`remove_stale_dirs`].
 
+pub mod dovecot;
 pub mod mariadb;
 pub mod postgres;
 pub mod slapd;
 
+pub use dovecot::Dovecot;
 pub use mariadb::MariaDb;
 pub use postgres::Postgres;
 pub use slapd::Slapd;

@@ -1,0 +1,115 @@
+//! Debian's Dovecot as a peer: LMTP and POP3 on loopback over its own
+//! Maildirs, users in a passwd-file, run as `nobody` (Dovecot refuses to
+//! deliver as root). The baseline Tandem's backend is measured against.
+
+use std::fs;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::Context;
+use rustix::process::Signal;
+
+use super::{InstanceDir, Process, find_binary, free_port};
+
+pub struct Dovecot {
+    process: Option<Process>,
+    dir: InstanceDir,
+    lmtp: SocketAddr,
+    pop3: SocketAddr,
+}
+
+impl Dovecot {
+    /// Starts Dovecot with `users` (address, password) and fsync as in
+    /// production (`mail_fsync = optimized`, Dovecot's default).
+    pub fn start(users: &[(&str, &str)]) -> anyhow::Result<Dovecot> {
+        let bin = find_binary(&["dovecot"], &[]).context(
+            "dovecot not found: install the Debian packages dovecot-imapd dovecot-pop3d dovecot-lmtpd",
+        )?;
+        let dir = InstanceDir::create("dovecot")?;
+        let lmtp = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let pop3 = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let d = dir.path();
+        let mail = d.join("mail");
+        fs::create_dir(&mail)?;
+        chown_nobody(&mail)?;
+        let passwd: String = users
+            .iter()
+            .map(|(u, p)| format!("{u}:{{PLAIN}}{p}\n"))
+            .collect();
+        fs::write(d.join("users.passwd"), passwd)?;
+        let conf = format!(
+            "base_dir = {d}/run\nstate_dir = {d}/state\ninstance_name = tandem-peer-{port}\n\
+             listen = 127.0.0.1\nprotocols = pop3 lmtp\nssl = no\n\
+             disable_plaintext_auth = no\nauth_mechanisms = plain\n\
+             log_path = {d}/dovecot.log\n\
+             mail_location = maildir:{d}/mail/%u\nmail_uid = nobody\nmail_gid = nogroup\n\
+             passdb {{\n  driver = passwd-file\n  args = {d}/users.passwd\n}}\n\
+             userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home={d}/mail/%u\n}}\n\
+             service pop3-login {{\n  inet_listener pop3 {{\n    port = {pop3p}\n  }}\n  \
+             inet_listener pop3s {{\n    port = 0\n  }}\n  service_count = 0\n}}\n\
+             service lmtp {{\n  inet_listener lmtp {{\n    address = 127.0.0.1\n    port = {lmtpp}\n  }}\n}}\n\
+             protocol lmtp {{\n  postmaster_address = postmaster@example.com\n}}\n\
+             protocol pop3 {{\n  mail_max_userip_connections = 10000\n}}\n",
+            d = d.display(),
+            port = pop3.port(),
+            pop3p = pop3.port(),
+            lmtpp = lmtp.port(),
+        );
+        let conf_path = d.join("dovecot.conf");
+        fs::write(&conf_path, conf)?;
+        let mut cmd = Command::new(bin);
+        cmd.arg("-F").arg("-c").arg(&conf_path);
+        let mut process = Process::spawn("dovecot", cmd, &d.join("stdout.log"), Signal::TERM)?;
+        process.wait_ready(|| {
+            TcpStream::connect_timeout(&pop3, Duration::from_millis(200)).is_ok()
+                && TcpStream::connect_timeout(&lmtp, Duration::from_millis(200)).is_ok()
+        })?;
+        Ok(Dovecot {
+            process: Some(process),
+            dir,
+            lmtp,
+            pop3,
+        })
+    }
+
+    pub fn lmtp_addr(&self) -> SocketAddr {
+        self.lmtp
+    }
+
+    pub fn pop3_addr(&self) -> SocketAddr {
+        self.pop3
+    }
+
+    /// The Maildir of `user`.
+    pub fn maildir(&self, user: &str) -> PathBuf {
+        self.dir.path().join("mail").join(user)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.stop();
+        }
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn chown_nobody(path: &Path) -> anyhow::Result<()> {
+    let ok = Command::new("chown")
+        .arg("nobody:nogroup")
+        .arg(path)
+        .status()?
+        .success();
+    anyhow::ensure!(ok, "chown nobody {}", path.display());
+    Ok(())
+}
