@@ -9,6 +9,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod lmtp;
 pub mod node;
 pub mod store;
 

@@ -7,6 +7,20 @@ pub fn rfc3339(unix: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
 }
 
+/// Unix seconds to an RFC 5322 §3.3 date in UTC, for `Received:` and
+/// `Date:` headers: `Sun, 22 Nov 2026 18:02:01 +0000`.
+pub fn rfc5322(unix: i64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (y, m, d, hh, mm, ss) = civil(unix);
+    // 1970-01-01 was a Thursday.
+    let weekday = DAYS[unix.div_euclid(86_400).rem_euclid(7) as usize];
+    let month = MONTHS[(m as usize + 11) % 12];
+    format!("{weekday}, {d} {month} {y:04} {hh:02}:{mm:02}:{ss:02} +0000")
+}
+
 /// Unix seconds to (year, month, day, hour, minute, second) in UTC, by Howard
 /// Hinnant's days-from-civil inverse; exact for the whole i64 day range we use.
 pub fn civil(unix: i64) -> (i64, u32, u32, u32, u32, u32) {
@@ -49,5 +63,14 @@ mod tests {
         assert_eq!(rfc3339(1_795_370_521), "2026-11-22T18:02:01Z");
         assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
         assert_eq!(rfc3339(4_102_444_800), "2100-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn rfc5322_dates() {
+        assert_eq!(rfc5322(0), "Thu, 1 Jan 1970 00:00:00 +0000");
+        assert_eq!(rfc5322(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
+        assert_eq!(rfc5322(1_795_370_521), "Sun, 22 Nov 2026 18:02:01 +0000");
+        assert_eq!(rfc5322(-1), "Wed, 31 Dec 1969 23:59:59 +0000");
+        assert_eq!(rfc5322(4_102_444_800), "Fri, 1 Jan 2100 00:00:00 +0000");
     }
 }

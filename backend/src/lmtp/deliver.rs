@@ -1,0 +1,147 @@
+//! The end of a transaction (RFC 2033 §4.2): one copy per recipient, each
+//! with its own trace headers in front of the shared body, stored durably
+//! before its `250` is queued; then one reply per accepted RCPT, in order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shared::Address;
+use tokio::task::JoinSet;
+
+use super::data::{Trace, header_block};
+use super::session::{Rcpt, Session, Transaction};
+
+/// How one recipient's delivery went.
+#[derive(Debug, Clone)]
+enum Outcome {
+    Saved,
+    OverQuota,
+    TooBig,
+    Failed(String),
+}
+
+impl Outcome {
+    fn label(&self) -> &'static str {
+        match self {
+            Outcome::Saved => "ok",
+            Outcome::OverQuota => "over_quota",
+            Outcome::TooBig => "too_big",
+            Outcome::Failed(_) => "error",
+        }
+    }
+}
+
+pub(super) async fn deliver(s: &mut Session<'_>, tx: Transaction, over: bool, size: u64) {
+    let n = tx.rcpts.len();
+    // The address each reply names: a duplicate names its original.
+    let mut addresses: Vec<Address> = Vec::with_capacity(n);
+    let mut results: Vec<Option<(Outcome, Duration)>> = vec![None; n];
+    let mut tasks = JoinSet::new();
+    let body = Arc::new(std::mem::take(&mut s.body));
+    let date = shared::time::rfc5322(shared::time::now());
+    let trace = Trace {
+        sender: &tx.sender,
+        lhlo: s.lhlo.as_deref().unwrap_or(""),
+        client: s.conn.client,
+        hostname: &s.lmtp.node.hostname,
+        session: &s.conn.session,
+        date: &date,
+    };
+    let timing = s.lmtp.metrics.delivery_seconds.clone();
+    for (i, rcpt) in tx.rcpts.into_iter().enumerate() {
+        let (address, opened) = match rcpt {
+            Rcpt::Accepted { address, opened } => (address, opened),
+            Rcpt::Duplicate(j) => {
+                let a = addresses.get(j).cloned();
+                addresses.extend(a);
+                continue;
+            }
+        };
+        if over {
+            addresses.push(address);
+            results[i] = Some((Outcome::TooBig, Duration::ZERO));
+            continue;
+        }
+        let mut headers = Vec::with_capacity(256);
+        header_block(&mut headers, &trace, address.as_str());
+        addresses.push(address);
+        let body = body.clone();
+        let timing = timing.clone();
+        tasks.spawn(async move {
+            let start = tokio::time::Instant::now();
+            let quota = opened.account.quota;
+            let r = opened
+                .run(move |store| {
+                    let size = (headers.len() + body.len()) as u64;
+                    if quota > 0 && store.usage(quota)?.bytes.saturating_add(size) > quota {
+                        return Ok(false);
+                    }
+                    store.deliver_parts(&[&headers, &body]).map(|_| true)
+                })
+                .await;
+            let outcome = match r {
+                Ok(Ok(true)) => Outcome::Saved,
+                Ok(Ok(false)) => Outcome::OverQuota,
+                Ok(Err(e)) => Outcome::Failed(e.to_string()),
+                Err(e) => Outcome::Failed(e.to_string()),
+            };
+            let took = start.elapsed();
+            timing.observe(took.as_secs_f64());
+            (i, outcome, took)
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        // A task that died leaves its slot empty: reported as failed below.
+        if let Ok((i, outcome, took)) = done {
+            results[i] = Some((outcome, took));
+        }
+    }
+    // Every task has ended, so every clone of the body is gone.
+    if let Ok(b) = Arc::try_unwrap(body) {
+        s.body = b;
+    }
+
+    let mut originals = Vec::with_capacity(n);
+    for (i, address) in addresses.iter().enumerate() {
+        let (outcome, took) = match results.get(i).cloned().flatten() {
+            Some(r) => r,
+            // A duplicate: the outcome of the first RCPT of its address.
+            None => match addresses[..i].iter().position(|a| a == address) {
+                Some(j) => originals.get(j).cloned().unwrap_or(missing()),
+                None => missing(),
+            },
+        };
+        originals.push((outcome.clone(), took));
+        s.lmtp.metrics.count(outcome.label());
+        let ms = took.as_millis() as u64;
+        match &outcome {
+            Outcome::Saved => {
+                tracing::info!(rcpt = %address, size, result = "ok", ms, "delivered");
+                s.reply(format_args!("250 2.0.0 <{address}> Saved"));
+            }
+            Outcome::OverQuota => {
+                tracing::info!(rcpt = %address, size, result = "over_quota", ms, "not delivered");
+                s.reply(format_args!("552 5.2.2 <{address}> Mailbox full"));
+            }
+            Outcome::TooBig => {
+                tracing::info!(rcpt = %address, size, result = "too_big", ms, "not delivered");
+                s.reply(format_args!(
+                    "552 5.3.4 <{address}> Message too big for system"
+                ));
+            }
+            Outcome::Failed(why) => {
+                tracing::error!(rcpt = %address, size, result = "error", ms, error = %why, "delivery failed");
+                s.reply(format_args!(
+                    "451 4.3.0 <{address}> Temporary failure, try again later"
+                ));
+            }
+        }
+    }
+}
+
+fn missing() -> (Outcome, Duration) {
+    (
+        Outcome::Failed("delivery task ended early".into()),
+        Duration::ZERO,
+    )
+}

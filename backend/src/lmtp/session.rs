@@ -1,0 +1,575 @@
+//! One LMTP connection: the state machine of RFC 2033 §4 over RFC 5321's
+//! transaction, replies batched for PIPELINING (RFC 2920 §3.2: flushed
+//! when the client's input runs dry, never between pipelined commands).
+
+use std::future::Future;
+use std::io;
+use std::net::IpAddr;
+
+use shared::Address;
+use shared::net::{Line, LineReader, Stream};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use super::command::{self, Command, ParseError};
+use super::data::{Chunks, DotReader, Step};
+use super::{Lmtp, rcpt};
+use crate::accounts::Opened;
+
+/// Longest command line, CRLF excluded. RFC 5321 §4.5.3.1.4 says 512 with
+/// CRLF; Postfix's 2048 leaves room for long parameters.
+const MAX_LINE: usize = 2048;
+/// BDAT chunks are read through a buffer of this size.
+const CHUNK_PIECE: usize = 64 << 10;
+/// After a big message, keep at most this much body buffer for the next.
+const KEEP_BODY: usize = 1 << 20;
+
+/// What the session needs from the connection, besides the stream.
+pub struct ConnInfo {
+    pub client: IpAddr,
+    pub session: String,
+    pub tls: Option<TlsAcceptor>,
+}
+
+/// A byte stream that may be switched to TLS.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + Sized {
+    fn is_tls(&self) -> bool;
+    fn start_tls(self, acceptor: &TlsAcceptor) -> impl Future<Output = io::Result<Self>> + Send;
+}
+
+impl Transport for Stream {
+    fn is_tls(&self) -> bool {
+        Stream::is_tls(self)
+    }
+
+    async fn start_tls(self, acceptor: &TlsAcceptor) -> io::Result<Self> {
+        self.upgrade(acceptor).await
+    }
+}
+
+/// Why a session ends early.
+#[derive(Debug)]
+pub(super) enum Stop {
+    /// The client went away.
+    Eof,
+    /// Said goodbye (421 or 221) already.
+    Closed,
+    Io(io::Error),
+}
+
+impl From<io::Error> for Stop {
+    fn from(e: io::Error) -> Self {
+        Stop::Io(e)
+    }
+}
+
+/// What the read loop does after a command.
+enum Next {
+    Go,
+    Close,
+    StartTls,
+    Data,
+    Bdat { size: u64, last: bool },
+}
+
+/// An accepted recipient.
+pub(super) enum Rcpt {
+    /// As given in RCPT TO, normalised; the account it delivers to.
+    Accepted { address: Address, opened: Opened },
+    /// The same address again: answered like the one at this index.
+    Duplicate(usize),
+}
+
+/// A mail transaction, from MAIL to the end of the body.
+pub(super) struct Transaction {
+    /// The reverse path, empty for `<>`.
+    pub sender: String,
+    pub declared_size: Option<u64>,
+    pub rcpts: Vec<Rcpt>,
+    /// BDAT chunks so far, once the first arrived.
+    pub chunks: Option<Chunks>,
+}
+
+pub struct Session<'a> {
+    pub(super) lmtp: &'a Lmtp,
+    pub(super) conn: ConnInfo,
+    /// Replies not yet sent.
+    out: Vec<u8>,
+    errors: u32,
+    /// The name given in LHLO; `None` until then (and after STARTTLS).
+    pub(super) lhlo: Option<String>,
+    tls: bool,
+    pub(super) tx: Option<Transaction>,
+    /// The body being received, reused across transactions.
+    pub(super) body: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+impl<'a> Session<'a> {
+    pub fn new(lmtp: &'a Lmtp, conn: ConnInfo) -> Self {
+        Session {
+            lmtp,
+            conn,
+            out: Vec::with_capacity(512),
+            errors: 0,
+            lhlo: None,
+            tls: false,
+            tx: None,
+            body: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    pub async fn run<S: Transport>(mut self, mut io: S, shutdown: CancellationToken) {
+        self.tls = io.is_tls();
+        let mut reader = LineReader::new(MAX_LINE);
+        let hostname = self.host();
+        self.reply(format_args!("220 {hostname} Tandem LMTP ready"));
+        let idle = self.lmtp.cfg.idle_timeout;
+        loop {
+            if let Err(e) = self.flush_before_read(&reader, &mut io).await {
+                tracing::debug!(error = %e, "write failed");
+                return;
+            }
+            let read = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    self.reply(format_args!("421 4.3.2 {hostname} Shutting down"));
+                    break;
+                }
+                r = tokio::time::timeout(idle, reader.read_line(&mut io)) => r,
+            };
+            let next = match read {
+                Err(_) => {
+                    self.reply(format_args!("421 4.4.2 {hostname} Idle timeout, closing"));
+                    break;
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "read failed");
+                    return;
+                }
+                Ok(Ok(Line::Eof)) => {
+                    tracing::debug!("client closed the connection");
+                    return;
+                }
+                Ok(Ok(Line::TooLong)) => self.error("500 5.5.6 Line too long"),
+                Ok(Ok(Line::Line(line))) => self.command(command::parse(line)).await,
+            };
+            let r = match next {
+                Next::Go => Ok(()),
+                Next::Close => break,
+                Next::Data => self.data(&mut reader, &mut io).await,
+                Next::Bdat { size, last } => self.bdat(size, last, &mut reader, &mut io).await,
+                Next::StartTls => {
+                    let Some(acceptor) = self.conn.tls.clone() else {
+                        break;
+                    };
+                    if self.flush(&mut io).await.is_err() {
+                        return;
+                    }
+                    // Whatever was pipelined after STARTTLS arrived in
+                    // plaintext and must not be taken as said over TLS.
+                    reader.clear();
+                    match io.start_tls(&acceptor).await {
+                        Ok(tls) => io = tls,
+                        Err(e) => {
+                            tracing::info!(error = %e, "STARTTLS handshake failed");
+                            return;
+                        }
+                    }
+                    self.tls = true;
+                    self.lhlo = None;
+                    self.tx = None;
+                    Ok(())
+                }
+            };
+            match r {
+                Ok(()) => {}
+                Err(Stop::Closed) => break,
+                Err(Stop::Eof) => {
+                    tracing::debug!("client closed the connection");
+                    return;
+                }
+                Err(Stop::Io(e)) => {
+                    tracing::debug!(error = %e, "connection failed");
+                    return;
+                }
+            }
+        }
+        if self.flush(&mut io).await.is_ok() {
+            let _ = tokio::time::timeout(idle, io.shutdown()).await;
+        }
+    }
+
+    /// This node's name, for greetings and goodbyes.
+    fn host(&self) -> &'a str {
+        let lmtp: &'a Lmtp = self.lmtp;
+        &lmtp.node.hostname
+    }
+
+    /// Queues a reply line.
+    pub(super) fn reply(&mut self, line: std::fmt::Arguments<'_>) {
+        use std::io::Write;
+        // Writing to a Vec cannot fail.
+        let _ = self.out.write_fmt(line);
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    /// Queues a reply to a client mistake, and ends the session after too many.
+    fn error(&mut self, line: &str) -> Next {
+        self.reply(format_args!("{line}"));
+        self.errors += 1;
+        if self.errors >= self.lmtp.cfg.max_errors {
+            let hostname = self.host();
+            self.reply(format_args!(
+                "421 4.7.0 {hostname} Too many errors, closing"
+            ));
+            tracing::info!(errors = self.errors, "too many protocol errors; closing");
+            return Next::Close;
+        }
+        Next::Go
+    }
+
+    async fn flush<S: Transport>(&mut self, io: &mut S) -> io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let idle = self.lmtp.cfg.idle_timeout;
+        let write = async {
+            io.write_all(&self.out).await?;
+            io.flush().await
+        };
+        match tokio::time::timeout(idle, write).await {
+            Ok(r) => r?,
+            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")),
+        }
+        self.out.clear();
+        Ok(())
+    }
+
+    /// Sends the queued replies unless a whole pipelined command is already
+    /// waiting: its reply can go out with them.
+    async fn flush_before_read<S: Transport>(
+        &mut self,
+        reader: &LineReader,
+        io: &mut S,
+    ) -> io::Result<()> {
+        if !self.out.is_empty() && !reader.buffered().contains(&b'\n') {
+            self.flush(io).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads one line of a message body, with the idle timeout.
+    async fn body_line<'r, S: Transport>(
+        &mut self,
+        reader: &'r mut LineReader,
+        io: &mut S,
+    ) -> Result<Line<'r>, Stop> {
+        self.flush_before_read(reader, io).await?;
+        match tokio::time::timeout(self.lmtp.cfg.idle_timeout, reader.read_line(io)).await {
+            Ok(r) => Ok(r?),
+            Err(_) => {
+                let hostname = self.host();
+                self.reply(format_args!("421 4.4.2 {hostname} Idle timeout, closing"));
+                Err(Stop::Closed)
+            }
+        }
+    }
+
+    async fn command(&mut self, cmd: Result<Command<'_>, ParseError>) -> Next {
+        let cmd = match cmd {
+            Ok(c) => c,
+            Err(e) => {
+                return match e {
+                    ParseError::Unknown => self.error("500 5.5.2 Unknown command"),
+                    ParseError::Syntax(why) => self.error(&format!("501 5.5.4 {why}")),
+                    ParseError::Path(why) if self.tx.is_some() => {
+                        self.error(&format!("501 5.1.3 {why}"))
+                    }
+                    ParseError::Path(why) => self.error(&format!("501 5.1.7 {why}")),
+                    ParseError::Param(why) => self.error(&format!("555 5.5.4 {why}")),
+                    ParseError::Bdat => {
+                        // The chunk's size is unknown, so its bytes cannot
+                        // be told from commands: the session is lost.
+                        self.reply(format_args!("501 5.5.4 {e}"));
+                        let hostname = self.host();
+                        self.reply(format_args!("421 4.5.0 {hostname} Out of step, closing"));
+                        Next::Close
+                    }
+                };
+            }
+        };
+        match cmd {
+            Command::Lhlo(name) => self.lhlo(name),
+            Command::Helo => self.error("500 5.5.1 This is LMTP: use LHLO"),
+            Command::Mail { from, size, .. } => self.mail(from, size),
+            Command::Rcpt { to } => self.rcpt(to).await,
+            Command::Data => Next::Data,
+            Command::Bdat { size, last } => Next::Bdat { size, last },
+            Command::Rset => {
+                self.tx = None;
+                self.reply(format_args!("250 2.0.0 OK"));
+                Next::Go
+            }
+            Command::Noop => {
+                self.reply(format_args!("250 2.0.0 OK"));
+                Next::Go
+            }
+            Command::Vrfy => {
+                self.reply(format_args!(
+                    "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery"
+                ));
+                Next::Go
+            }
+            Command::Quit => {
+                let hostname = self.host();
+                self.reply(format_args!("221 2.0.0 {hostname} Bye"));
+                Next::Close
+            }
+            Command::StartTls => self.starttls(),
+            Command::NotImplemented => self.error("502 5.5.1 Command not implemented"),
+        }
+    }
+
+    fn lhlo(&mut self, name: &str) -> Next {
+        // Like EHLO, LHLO resets any transaction (RFC 5321 §4.1.4).
+        self.tx = None;
+        self.lhlo = Some(name.to_owned());
+        let cfg = &self.lmtp.cfg;
+        let hostname = self.host();
+        self.reply(format_args!("250-{hostname}"));
+        self.reply(format_args!("250-PIPELINING"));
+        self.reply(format_args!("250-ENHANCEDSTATUSCODES"));
+        self.reply(format_args!("250-8BITMIME"));
+        self.reply(format_args!("250-SIZE {}", cfg.max_message_size));
+        if self.conn.tls.is_some() && !self.tls {
+            self.reply(format_args!("250-STARTTLS"));
+        }
+        self.reply(format_args!("250 CHUNKING"));
+        Next::Go
+    }
+
+    fn starttls(&mut self) -> Next {
+        if self.tls {
+            return self.error("503 5.5.1 TLS already active");
+        }
+        if self.conn.tls.is_none() {
+            return self.error("502 5.5.1 STARTTLS not available");
+        }
+        if self.lhlo.is_none() {
+            return self.error("503 5.5.1 Send LHLO first");
+        }
+        if self.tx.is_some() {
+            return self.error("503 5.5.1 Mail transaction in progress");
+        }
+        self.reply(format_args!("220 2.0.0 Ready to start TLS"));
+        Next::StartTls
+    }
+
+    fn mail(&mut self, from: &str, size: Option<u64>) -> Next {
+        if self.lhlo.is_none() {
+            return self.error("503 5.5.1 Send LHLO first");
+        }
+        if self.tx.is_some() {
+            return self.error("503 5.5.1 Nested MAIL command");
+        }
+        let max = self.lmtp.cfg.max_message_size;
+        if size.is_some_and(|s| s > max) {
+            self.reply(format_args!(
+                "552 5.3.4 Message size exceeds fixed maximum message size ({max})"
+            ));
+            return Next::Go;
+        }
+        self.tx = Some(Transaction {
+            sender: from.to_owned(),
+            declared_size: size,
+            rcpts: Vec::new(),
+            chunks: None,
+        });
+        self.reply(format_args!("250 2.1.0 OK"));
+        Next::Go
+    }
+
+    async fn rcpt(&mut self, to: &str) -> Next {
+        let Some(tx) = &self.tx else {
+            return self.error("503 5.5.1 Send MAIL first");
+        };
+        if tx.chunks.is_some() {
+            return self.error("503 5.5.1 RCPT after BDAT");
+        }
+        if tx.rcpts.len() >= self.lmtp.cfg.max_recipients {
+            self.reply(format_args!("452 4.5.3 Too many recipients"));
+            return Next::Go;
+        }
+        let Ok(address) = Address::parse(to) else {
+            return self.error("501 5.1.3 Bad recipient address syntax");
+        };
+        let first = tx.rcpts.iter().position(|r| match r {
+            Rcpt::Accepted { address: a, .. } => *a == address,
+            Rcpt::Duplicate(_) => false,
+        });
+        let rcpt = match first {
+            Some(i) => Rcpt::Duplicate(i),
+            None => {
+                let declared = tx.declared_size;
+                match rcpt::resolve(&self.lmtp.node, &address, declared).await {
+                    Ok(opened) => Rcpt::Accepted {
+                        address: address.clone(),
+                        opened,
+                    },
+                    Err(refusal) => {
+                        refusal.log(&address);
+                        self.lmtp.metrics.count(refusal.label());
+                        self.reply(format_args!("{}", refusal.reply(&address)));
+                        return Next::Go;
+                    }
+                }
+            }
+        };
+        if let Some(tx) = &mut self.tx {
+            tx.rcpts.push(rcpt);
+        }
+        self.reply(format_args!("250 2.1.5 <{address}> OK"));
+        Next::Go
+    }
+
+    /// Checks that a message may start (DATA or the first BDAT).
+    fn body_allowed(&mut self) -> Result<(), &'static str> {
+        match &self.tx {
+            None => Err("503 5.5.1 Send MAIL first"),
+            // RFC 2033 §4.2: DATA without a successful RCPT must fail with 503.
+            Some(tx) if tx.rcpts.is_empty() => Err("503 5.5.1 No valid recipients"),
+            Some(_) => Ok(()),
+        }
+    }
+
+    async fn data<S: Transport>(
+        &mut self,
+        reader: &mut LineReader,
+        io: &mut S,
+    ) -> Result<(), Stop> {
+        if let Err(e) = self.body_allowed() {
+            return self.after_error(e);
+        }
+        if self.tx.as_ref().is_some_and(|t| t.chunks.is_some()) {
+            return self.after_error("503 5.5.1 DATA after BDAT");
+        }
+        self.reply(format_args!("354 Start mail input; end with <CRLF>.<CRLF>"));
+        let max = self.lmtp.cfg.max_message_size;
+        // The line bound during DATA is the size limit: a longer line is
+        // over it anyway, and is skipped without being buffered.
+        reader.set_max(usize::try_from(max.min(super::MAX_MESSAGE_SIZE_CAP)).unwrap_or(MAX_LINE));
+        let mut dot = DotReader::new(max);
+        let mut body = std::mem::take(&mut self.body);
+        body.clear();
+        let r = loop {
+            match self.body_line(reader, io).await {
+                Ok(Line::Line(l)) => {
+                    if dot.line(l, &mut body) == Step::Done {
+                        break Ok(());
+                    }
+                }
+                Ok(Line::TooLong) => dot.skipped(),
+                Ok(Line::Eof) => break Err(Stop::Eof),
+                Err(e) => break Err(e),
+            }
+        };
+        reader.set_max(MAX_LINE);
+        self.body = body;
+        r?;
+        self.lmtp.metrics.received_bytes.inc_by(dot.size());
+        self.finish(dot.over(), dot.size()).await;
+        Ok(())
+    }
+
+    async fn bdat<S: Transport>(
+        &mut self,
+        size: u64,
+        last: bool,
+        reader: &mut LineReader,
+        io: &mut S,
+    ) -> Result<(), Stop> {
+        let allowed = self.body_allowed();
+        let max = self.lmtp.cfg.max_message_size;
+        let mut body = std::mem::take(&mut self.body);
+        let mut chunks = match (&allowed, self.tx.as_mut()) {
+            (Ok(()), Some(tx)) => Some(tx.chunks.take().unwrap_or_else(|| {
+                body.clear();
+                Chunks::new(max)
+            })),
+            _ => None,
+        };
+        let keep = chunks.as_mut().is_some_and(|c| c.admit(size));
+        if self.scratch.is_empty() {
+            self.scratch = vec![0; CHUNK_PIECE];
+        }
+        let mut left = size;
+        let idle = self.lmtp.cfg.idle_timeout;
+        while left > 0 {
+            let n = usize::try_from(left)
+                .unwrap_or(CHUNK_PIECE)
+                .min(CHUNK_PIECE);
+            let piece = &mut self.scratch[..n];
+            match tokio::time::timeout(idle, reader.read_exact(io, piece)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(Stop::Eof),
+                Ok(Err(e)) => return Err(Stop::Io(e)),
+                Err(_) => {
+                    let hostname = self.host();
+                    self.reply(format_args!("421 4.4.2 {hostname} Idle timeout, closing"));
+                    return Err(Stop::Closed);
+                }
+            }
+            if keep && let Some(c) = chunks.as_mut() {
+                c.push(piece, &mut body);
+            }
+            left -= n as u64;
+        }
+        self.body = body;
+        self.lmtp.metrics.received_bytes.inc_by(size);
+        let Some(mut chunks) = chunks else {
+            let e = allowed
+                .err()
+                .unwrap_or("503 5.5.1 Bad sequence of commands");
+            return self.after_error(e);
+        };
+        if last {
+            chunks.finish(&mut self.body);
+            self.finish(chunks.over(), chunks.size()).await;
+            return Ok(());
+        }
+        if chunks.over() {
+            self.reply(format_args!("552 5.3.4 Message too big for system"));
+        } else {
+            self.reply(format_args!("250 2.0.0 {size} octets received"));
+        }
+        if let Some(tx) = &mut self.tx {
+            tx.chunks = Some(chunks);
+        }
+        Ok(())
+    }
+
+    fn after_error(&mut self, reply: &str) -> Result<(), Stop> {
+        match self.error(reply) {
+            Next::Close => Err(Stop::Closed),
+            _ => Ok(()),
+        }
+    }
+
+    /// Ends the transaction: delivers, or says why not, once per recipient.
+    async fn finish(&mut self, over: bool, size: u64) {
+        let Some(tx) = self.tx.take() else {
+            return;
+        };
+        super::deliver::deliver(self, tx, over, size).await;
+        if self.body.capacity() > KEEP_BODY {
+            self.body = Vec::new();
+        }
+        self.body.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests;
