@@ -162,6 +162,8 @@ pub struct Trace<'a> {
     pub hostname: &'a str,
     /// The session id, to find the transaction in the logs.
     pub session: &'a str,
+    /// Whether the message came over TLS (`with LMTPS`, RFC 3848).
+    pub tls: bool,
     /// RFC 5322 date of receipt.
     pub date: &'a str,
 }
@@ -180,11 +182,12 @@ pub fn header_block(out: &mut Vec<u8>, t: &Trace<'_>, recipient: &str) {
     // Writing to a Vec cannot fail.
     let _ = write!(
         out,
-        "Return-Path: <{}>\nDelivered-To: {}\nReceived: from {} ([{client}])\n\tby {} (Tandem) with LMTP id {};\n\t{}\n",
+        "Return-Path: <{}>\nDelivered-To: {}\nReceived: from {} ([{client}])\n\tby {} (Tandem) with {} id {};\n\t{}\n",
         t.sender,
         recipient,
         Printable(t.lhlo),
         Printable(t.hostname),
+        if t.tls { "LMTPS" } else { "LMTP" },
         Printable(t.session),
         t.date,
     );
@@ -320,6 +323,7 @@ mod tests {
             client: "::ffff:10.0.0.1".parse().unwrap(),
             hostname: "backend.test",
             session: "abcdefghijkl",
+            tls: false,
             date: "Sun, 22 Nov 2026 18:02:01 +0000",
         };
         header_block(&mut out, &t, "alice@example.com");
@@ -331,6 +335,7 @@ mod tests {
         );
         let t = Trace {
             sender: "",
+            tls: true,
             client: "2001:db8::1".parse().unwrap(),
             ..t
         };
@@ -338,5 +343,6 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("Return-Path: <>\n"), "{text}");
         assert!(text.contains("([IPv6:2001:db8::1])"), "{text}");
+        assert!(text.contains("(Tandem) with LMTPS id"), "{text}");
     }
 }

@@ -45,6 +45,7 @@ pub(super) async fn deliver(s: &mut Session<'_>, tx: Transaction, over: bool, si
         client: s.conn.client,
         hostname: &s.lmtp.node.hostname,
         session: &s.conn.session,
+        tls: s.tls,
         date: &date,
     };
     let timing = s.lmtp.metrics.delivery_seconds.clone();

@@ -99,7 +99,7 @@ pub struct Session<'a> {
     errors: u32,
     /// The name given in LHLO; `None` until then (and after STARTTLS).
     pub(super) lhlo: Option<String>,
-    tls: bool,
+    pub(super) tls: bool,
     pub(super) tx: Option<Transaction>,
     /// The body being received, reused across transactions.
     pub(super) body: Vec<u8>,
