@@ -122,6 +122,13 @@ impl ListenerMetrics {
         );
         m
     }
+
+    /// Counts a connection refused on `listener` for `reason`.
+    pub fn refuse(&self, listener: &'static str, reason: &'static str) {
+        self.refused
+            .get_or_create(&RefusedLabels { listener, reason })
+            .inc();
+    }
 }
 
 /// Counts connections per client address; the guard gives the slot back.
@@ -207,15 +214,7 @@ pub async fn serve<P: Protocol>(
         };
         let _ = tcp.set_nodelay(true);
         metrics.accepted.get_or_create(&label).inc();
-        let refuse = |reason: &'static str| {
-            metrics
-                .refused
-                .get_or_create(&RefusedLabels {
-                    listener: cfg.name,
-                    reason,
-                })
-                .inc();
-        };
+        let refuse = |reason: &'static str| metrics.refuse(cfg.name, reason);
         let Ok(permit) = total.clone().try_acquire_owned() else {
             refuse("max_connections");
             tracker.spawn(say_and_close(tcp, protocol.too_busy()));
@@ -237,13 +236,7 @@ pub async fn serve<P: Protocol>(
                     return;
                 };
                 let Some(_slot) = per_ip.take(canonical(conn.client.ip()), cfg2.max_per_ip) else {
-                    metrics
-                        .refused
-                        .get_or_create(&RefusedLabels {
-                            listener: cfg2.name,
-                            reason: "max_per_ip",
-                        })
-                        .inc();
+                    metrics.refuse(cfg2.name, "max_per_ip");
                     tracing::info!(client = %conn.client, "too many connections from this address");
                     let mut s = conn.stream;
                     let _ = tokio::io::AsyncWriteExt::write_all(&mut s, protocol.too_busy()).await;
@@ -281,15 +274,7 @@ async fn handshake(
     metrics: &ListenerMetrics,
 ) -> Option<Conn> {
     let local = tcp.local_addr().ok()?;
-    let refuse = |reason: &'static str| {
-        metrics
-            .refused
-            .get_or_create(&RefusedLabels {
-                listener: cfg.name,
-                reason,
-            })
-            .inc();
-    };
+    let refuse = |reason: &'static str| metrics.refuse(cfg.name, reason);
     let mut client = peer;
     if cfg.proxy_from.contains(peer.ip()) {
         match proxy::read_header(&mut tcp, cfg.handshake_timeout).await {
