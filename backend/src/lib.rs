@@ -9,6 +9,8 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod config;
+pub mod daemon;
 pub mod lmtp;
 pub mod node;
 pub mod store;

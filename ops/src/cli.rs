@@ -49,6 +49,18 @@ pub enum Command {
     /// The config file.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Run a backend node (the `backend:` section) until SIGTERM.
+    Backend {
+        /// This node's id, as in `tandem cluster node add CLUSTER NODE`.
+        #[arg(long)]
+        node: String,
+    },
+}
+
+impl Command {
+    pub fn is_daemon(&self) -> bool {
+        matches!(self, Command::Backend { .. })
+    }
 }
 
 #[derive(Debug, Subcommand)]

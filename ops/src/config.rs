@@ -3,20 +3,27 @@
 
 use std::path::Path;
 
+use backend::config::BackendConfig;
 use locator::config::LocatorConfig;
 use serde::{Deserialize, Serialize};
 use shared::config::{ConfigError, Problems, Validate, join};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TandemConfig {
     /// Where accounts and clusters are looked up.
     pub locator: LocatorConfig,
+    /// This node, when it is a backend node (`tandem backend`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<BackendConfig>,
 }
 
 impl Validate for TandemConfig {
     fn validate(&self, at: &str, p: &mut Problems) {
         self.locator.validate(&join(at, "locator"), p);
+        if let Some(b) = &self.backend {
+            b.validate(&join(at, "backend"), p);
+        }
     }
 }
 

@@ -7,7 +7,13 @@ use clap::Parser;
 fn main() -> ExitCode {
     shared::tls::install_crypto_provider();
     let cli = ops::cli::Cli::parse();
-    shared::logging::init(cli.log_format, "warn");
+    // Daemons log their sessions; commands only what went wrong.
+    let level = if cli.command.is_daemon() {
+        "info"
+    } else {
+        "warn"
+    };
+    shared::logging::init(cli.log_format, level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -59,8 +59,7 @@ impl Backend {
             "locator:\n  sql:\n    url: sqlite://{db}\n  cache:\n    ttl: 1s\n    negative_ttl: 1s\n    stale_for: 1h\n    retry_after: 1s\n\
              backend:\n  cluster: {CLUSTER}\n  store_root: {store}\n  hostname: backend.test\n\
              \x20 proxy_login:\n    identity: {PROXY_IDENTITY}\n    secret: {PROXY_SECRET}\n\
-             \x20 listen:\n    lmtp: {lmtp}\n    pop3: {pop3}\n    admin: {admin}\n\
-             \x20 pop3:\n    auth_failure_delay: 100ms\n{extra}",
+             \x20 listen:\n    lmtp: {lmtp}\n    pop3: {pop3}\n    admin: {admin}\n{extra}",
             db = dir.path().join("locator.db").display(),
             store = store.display(),
         );
@@ -153,7 +152,7 @@ impl Backend {
         cmd.arg("--config")
             .arg(&self.config)
             .args(["backend", "--node", NODE])
-            .env("RUST_LOG", "info");
+            .env("TANDEM_LOG", "info");
         let log = self.dir.path().join("backend.log");
         let mut p = Process::spawn("tandem backend", cmd, &log, Signal::TERM)?;
         let admin = self.admin;

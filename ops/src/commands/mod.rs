@@ -3,6 +3,7 @@
 
 mod account;
 mod cluster;
+mod daemon;
 mod domain;
 mod import;
 
@@ -48,6 +49,9 @@ pub async fn dispatch(cli: Cli) -> Result<(), Failure> {
             Ok(())
         };
     }
+    if let Command::Backend { node } = &cli.command {
+        return daemon::backend(&cfg, node).await;
+    }
     let dir = locator::config::open(&cfg.locator, Open::Eager).await?;
     let ctx = Ctx {
         dir,
@@ -58,7 +62,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Account(c) => account::run(&ctx, c).await,
         Command::Alias(c) => account::alias(&ctx, c).await,
         Command::Cluster(c) => cluster::run(&ctx, c).await,
-        Command::Config(_) => Ok(()),
+        Command::Config(_) | Command::Backend { .. } => Ok(()),
     }
 }
 
