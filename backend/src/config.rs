@@ -26,6 +26,7 @@ use shared::config::{Problems, Validate, join};
 use shared::net::NetList;
 
 use crate::lmtp::LmtpConfig;
+use crate::pop3::Pop3Config;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,6 +56,8 @@ pub struct BackendConfig {
     pub limits: ConnectionLimits,
     #[serde(default)]
     pub lmtp: LmtpConfig,
+    #[serde(default)]
+    pub pop3: Pop3Config,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -172,5 +175,6 @@ impl Validate for BackendConfig {
             );
         }
         self.lmtp.validate(&join(at, "lmtp"), p);
+        self.pop3.validate(&join(at, "pop3"), p);
     }
 }

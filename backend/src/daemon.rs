@@ -21,6 +21,7 @@ use crate::auth::{Auth, ProxyIdentity};
 use crate::config::BackendConfig;
 use crate::lmtp::{Lmtp, LmtpMetrics};
 use crate::node::Node;
+use crate::pop3::{Pop3, Pop3Metrics};
 use crate::store::Store;
 
 /// How long sessions get to finish after SIGTERM before the process exits.
@@ -48,6 +49,7 @@ pub async fn run(
     let locator_metrics = LocatorMetrics::register(&mut registry);
     let listener_metrics = ListenerMetrics::register(&mut registry);
     let lmtp_metrics = LmtpMetrics::register(&mut registry);
+    let pop3_metrics = Pop3Metrics::register(&mut registry);
 
     let dir = locator::config::open(locator_cfg, Open::Lazy)
         .await
@@ -112,7 +114,12 @@ pub async fn run(
     let sessions = CancellationToken::new();
     // Bind everything before serving anything: a taken port fails the start.
     let mut bound = Vec::new();
-    for (name, addr) in [("lmtp", cfg.listen.lmtp), ("admin", cfg.listen.admin)] {
+    for (name, addr) in [
+        ("lmtp", cfg.listen.lmtp),
+        ("pop3", cfg.listen.pop3),
+        ("pop3s", cfg.listen.pop3s),
+        ("admin", cfg.listen.admin),
+    ] {
         if let Some(addr) = addr {
             bound.push((name, bind(name, addr).await?));
         }
@@ -136,6 +143,15 @@ pub async fn run(
                     &listener_metrics,
                     token,
                 );
+            }
+            "pop3" | "pop3s" => {
+                let p = Arc::new(Pop3::new(
+                    node.clone(),
+                    cfg.pop3.clone(),
+                    pop3_metrics.clone(),
+                ));
+                let cfg = listener(name, name == "pop3s");
+                spawn(&tracker, tcp, cfg, p, &listener_metrics, token);
             }
             _ => {
                 let registry = Arc::new(std::mem::take(&mut registry));

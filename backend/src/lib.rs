@@ -13,6 +13,7 @@ pub mod config;
 pub mod daemon;
 pub mod lmtp;
 pub mod node;
+pub mod pop3;
 pub mod store;
 
 pub use node::Node;

@@ -59,7 +59,8 @@ impl Backend {
             "locator:\n  sql:\n    url: sqlite://{db}\n  cache:\n    ttl: 1s\n    negative_ttl: 1s\n    stale_for: 1h\n    retry_after: 1s\n\
              backend:\n  cluster: {CLUSTER}\n  store_root: {store}\n  hostname: backend.test\n\
              \x20 proxy_login:\n    identity: {PROXY_IDENTITY}\n    secret: {PROXY_SECRET}\n\
-             \x20 listen:\n    lmtp: {lmtp}\n    pop3: {pop3}\n    admin: {admin}\n{extra}",
+             \x20 listen:\n    lmtp: {lmtp}\n    pop3: {pop3}\n    admin: {admin}\n\
+             \x20 pop3:\n    auth_failure_delay: 100ms\n{extra}",
             db = dir.path().join("locator.db").display(),
             store = store.display(),
         );

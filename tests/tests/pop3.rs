@@ -1,0 +1,249 @@
+//! The POP3 server driven by real clients: Python's poplib and curl.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::process::Command;
+
+use tests::backend::Backend;
+use tests::clients::{lmtp_send, python, require};
+
+const USER: &str = "alice@example.com";
+
+fn backend_with_mail(messages: &[&str]) -> Backend {
+    let b = Backend::start().expect("start the backend");
+    b.add_account(USER, "secret").expect("account");
+    for m in messages {
+        assert_eq!(
+            lmtp_send(b.lmtp_addr(), "bob@example.org", &[USER], m.as_bytes()),
+            ""
+        );
+    }
+    b
+}
+
+/// Runs poplib with `actions` (Python statements on `p`), printing JSON.
+fn poplib(b: &Backend, actions: &str) -> String {
+    let script = format!(
+        "import poplib, sys, json\np = poplib.POP3('127.0.0.1', int(sys.argv[1]))\n\
+         p.user('{USER}')\np.pass_('secret')\n{actions}\n"
+    );
+    python(&script, &[&b.pop3_addr().port().to_string()])
+}
+
+#[test]
+fn poplib_reads_lists_and_deletes_only_at_quit() {
+    let b = backend_with_mail(&[
+        "Subject: one\r\n\r\nfirst\r\n.leading dot\r\n..two dots\r\n",
+        "Subject: two\r\n\r\nsecond\r\n",
+        "Subject: three\r\n\r\nthird\r\nline 2\r\nline 3\r\n",
+    ]);
+    let out = poplib(
+        &b,
+        "count, octets = p.stat()\n\
+         body = b'\\n'.join(p.retr(1)[1]).decode()\n\
+         top = [l.decode() for l in p.top(3, 1)[1]]\n\
+         uidls = [l.decode() for l in p.uidl()[1]]\n\
+         sizes = [l.decode() for l in p.list()[1]]\n\
+         p.dele(2)\n\
+         after_dele = p.stat()[0]\n\
+         p.quit()\n\
+         print(json.dumps([count, octets, body, top, uidls, sizes, after_dele]))",
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v[0], 3);
+    let body = v[2].as_str().expect("body");
+    assert!(
+        body.contains("\n.leading dot\n..two dots"),
+        "dot-stuffing undone by the client: {body:?}"
+    );
+    assert!(body.starts_with("Return-Path: <bob@example.org>"), "{body}");
+    let top: Vec<&str> = v[3]
+        .as_array()
+        .expect("top")
+        .iter()
+        .filter_map(|l| l.as_str())
+        .collect();
+    assert_eq!(
+        &top[top.len() - 2..],
+        ["", "third"],
+        "TOP 3 1 ends with the first body line: {top:?}"
+    );
+    assert_eq!(v[6], 2, "DELE hides the message within the session");
+    // The sizes LIST reports are what RETR sends.
+    let sizes: Vec<u64> = v[5]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|l| {
+            l.as_str()
+                .and_then(|l| l.split(' ').nth(1))
+                .and_then(|s| s.parse().ok())
+                .expect("size")
+        })
+        .collect();
+    assert_eq!(sizes.iter().sum::<u64>(), v[1].as_u64().expect("octets"));
+
+    // Deleted at QUIT; the others keep their UIDLs in a new session.
+    let again = poplib(
+        &b,
+        "print(json.dumps([l.decode() for l in p.uidl()[1]]))\np.quit()",
+    );
+    let again: Vec<String> = serde_json::from_str(&again).expect("json");
+    let before: Vec<String> = serde_json::from_value(v[4].clone()).expect("uidls");
+    let uid = |s: &String| s.split(' ').nth(1).unwrap_or_default().to_owned();
+    assert_eq!(
+        again.iter().map(uid).collect::<Vec<_>>(),
+        [uid(&before[0]), uid(&before[2])]
+    );
+}
+
+#[test]
+fn a_dropped_connection_deletes_nothing_and_uidls_survive_a_restart() {
+    let mut b = backend_with_mail(&["Subject: a\r\n\r\na\r\n", "Subject: b\r\n\r\nb\r\n"]);
+    // DELE, then drop the connection without QUIT.
+    poplib(&b, "p.dele(1)\np.dele(2)\np.sock.close()");
+    let uidls = poplib(
+        &b,
+        "print(json.dumps([l.decode() for l in p.uidl()[1]]))\np.quit()",
+    );
+    let uidls: Vec<String> = serde_json::from_str(&uidls).expect("json");
+    assert_eq!(uidls.len(), 2, "nothing deleted without QUIT");
+    b.stop();
+    b.restart().expect("restart");
+    let after = poplib(
+        &b,
+        "print(json.dumps([l.decode() for l in p.uidl()[1]]))\np.quit()",
+    );
+    let after: Vec<String> = serde_json::from_str(&after).expect("json");
+    assert_eq!(after, uidls, "UIDLs are stable across a restart");
+}
+
+#[test]
+fn second_session_is_in_use_and_bad_logins_fail_after_the_delay() {
+    let b = backend_with_mail(&["Subject: x\r\n\r\nx\r\n"]);
+    let port = b.pop3_addr().port().to_string();
+    let script = "import poplib, sys\n\
+         a = poplib.POP3('127.0.0.1', int(sys.argv[1]))\na.user(sys.argv[2])\na.pass_('secret')\n\
+         b = poplib.POP3('127.0.0.1', int(sys.argv[1]))\nb.user(sys.argv[2])\n\
+         try:\n    b.pass_('secret')\n    print('second login accepted')\n\
+         except poplib.error_proto as e:\n    print(e.args[0].decode())\n\
+         c = poplib.POP3('127.0.0.1', int(sys.argv[1]))\nc.user(sys.argv[2])\n\
+         try:\n    c.pass_('wrong')\n    print('wrong password accepted')\n\
+         except poplib.error_proto as e:\n    print(e.args[0].decode())\n\
+         print(c.capa())\n\
+         a.quit()\n";
+    let out = python(script, &[&port, USER]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("-ERR [IN-USE]"), "{out}");
+    assert!(
+        lines[1].starts_with("-ERR [AUTH] Authentication failed"),
+        "{out}"
+    );
+    for cap in [
+        "'TOP'",
+        "'UIDL'",
+        "'RESP-CODES'",
+        "'AUTH-RESP-CODE'",
+        "'PIPELINING'",
+        "'USER'",
+        "'SASL': ['PLAIN']",
+    ] {
+        assert!(lines[2].contains(cap), "CAPA lacks {cap}: {}", lines[2]);
+    }
+    let m = b.metrics();
+    for want in [
+        "tandem_pop3_logins_total{result=\"ok\"} 1",
+        "tandem_pop3_logins_total{result=\"in_use\"} 1",
+        "tandem_pop3_logins_total{result=\"failed\"} 1",
+        "tandem_pop3_sessions_total 3",
+    ] {
+        assert!(m.contains(want), "missing {want} in\n{m}");
+    }
+}
+
+#[test]
+fn auth_plain_and_the_proxy_login() {
+    let b = backend_with_mail(&["Subject: x\r\n\r\nx\r\n"]);
+    let port = b.pop3_addr().port().to_string();
+    let script = "import poplib, sys, base64\n\
+         def auth(authz, authc, pw):\n\
+         \x20   p = poplib.POP3('127.0.0.1', int(sys.argv[1]))\n\
+         \x20   tok = base64.b64encode(b'\\0'.join([authz.encode(), authc.encode(), pw.encode()])).decode()\n\
+         \x20   try:\n\
+         \x20       r = p._shortcmd('AUTH PLAIN ' + tok).decode()\n\
+         \x20       n = p.stat()[0]\n\
+         \x20       p.quit()\n\
+         \x20       return r.split(' ')[0] + ' ' + str(n)\n\
+         \x20   except poplib.error_proto as e:\n\
+         \x20       return e.args[0].decode()\n\
+         print(auth('', sys.argv[2], 'secret'))\n\
+         print(auth(sys.argv[2], 'tandem-proxy', 'proxy-secret-for-tests-only'))\n\
+         print(auth(sys.argv[2], 'tandem-proxy', 'wrong'))\n\
+         print(auth('bob@example.com', sys.argv[2], 'secret'))\n";
+    let out = python(script, &[&port, USER]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "+OK 1", "{out}");
+    assert_eq!(
+        lines[1], "+OK 1",
+        "the frontend's proxy login works from loopback: {out}"
+    );
+    assert!(lines[2].starts_with("-ERR [AUTH]"), "{out}");
+    assert!(
+        lines[3].starts_with("-ERR [AUTH]"),
+        "a user cannot act as another: {out}"
+    );
+}
+
+#[test]
+fn curl_lists_and_retrieves() {
+    let b = backend_with_mail(&["Subject: curl me\r\n\r\nhello curl\r\n"]);
+    let curl = require("curl", "curl");
+    let url = format!("pop3://127.0.0.1:{}/", b.pop3_addr().port());
+    let list = Command::new(&curl)
+        .args(["-s", "--user", &format!("{USER}:secret"), &url])
+        .output()
+        .expect("curl");
+    assert!(list.status.success(), "{list:?}");
+    assert!(
+        String::from_utf8_lossy(&list.stdout).starts_with("1 "),
+        "{list:?}"
+    );
+    let one = Command::new(&curl)
+        .args([
+            "-s",
+            "--user",
+            &format!("{USER}:secret"),
+            &format!("{url}1"),
+        ])
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&one.stdout);
+    assert!(
+        one.status.success() && text.contains("Subject: curl me") && text.contains("hello curl"),
+        "{text}"
+    );
+}
+
+#[test]
+fn garbage_and_pipelining_get_answers_in_order() {
+    let b = backend_with_mail(&["Subject: p\r\n\r\np\r\n"]);
+    let s = TcpStream::connect(b.pop3_addr()).expect("connect");
+    let mut r = BufReader::new(s.try_clone().expect("clone"));
+    let mut w = s;
+    let mut line = String::new();
+    r.read_line(&mut line).expect("greeting");
+    let long = "X".repeat(10_000);
+    write!(w, "FOO\r\n\0\0\r\n{long}\r\nRETR 1\r\nUSER {USER}\r\nPASS secret\r\nSTAT\r\nLIST 9\r\nTOP 1\r\nNOOP\r\nQUIT\r\n").expect("write");
+    let mut answers = vec![];
+    for _ in 0..10 {
+        line.clear();
+        r.read_line(&mut line).expect("answer");
+        answers.push(line.trim_end().to_owned());
+    }
+    let want = [
+        "-ERR", "-ERR", "-ERR", "-ERR", "+OK", "+OK", "+OK 1 ", "-ERR", "-ERR", "+OK",
+    ];
+    for (a, w) in answers.iter().zip(want) {
+        assert!(a.starts_with(w), "{answers:?}");
+    }
+}
