@@ -94,7 +94,9 @@ pub fn dovecot_imap(maildir: &Path, commands: &str) -> String {
         &conf,
         format!(
             "mail_uid = nobody\nmail_gid = nogroup\nlog_path = {log}\nbase_dir = {run}\n\
-             state_dir = {run}\nprotocols = imap\nssl = no\n",
+             state_dir = {run}\nprotocols = imap\nssl = no\n\
+             mail_location = maildir:{maildir}:INDEX=MEMORY\n",
+            maildir = maildir.display(),
             log = scratch.path().join("dovecot.log").display(),
             run = scratch.path().display(),
         ),
