@@ -41,6 +41,9 @@ struct Args {
     /// Messages in the POP3 mailbox.
     #[arg(long, default_value_t = 200)]
     messages: usize,
+    /// Phases to run: lmtp, pop3.
+    #[arg(long, value_delimiter = ',', default_value = "lmtp,pop3")]
+    phases: Vec<String>,
     #[arg(long)]
     json: bool,
 }
@@ -243,22 +246,28 @@ async fn run(
     pop3: SocketAddr,
     args: &Args,
 ) -> anyhow::Result<Result> {
-    eprintln!(
-        "{system}: filling the POP3 mailbox with {} messages",
-        args.messages
-    );
-    fill(lmtp, "reader@example.com", args.messages)
-        .await
-        .context("fill")?;
-    eprintln!("{system}: LMTP for {} s", args.seconds);
-    let lmtp_rate = lmtp_phase(lmtp, args).await.context("lmtp")?;
-    eprintln!("{system}: POP3 for {} s", args.seconds);
-    let pop3_rate = pop3_phase(pop3, args).await.context("pop3")?;
-    Ok(Result {
+    let phase = |p: &str| args.phases.iter().any(|x| x == p);
+    let mut r = Result {
         system,
-        lmtp_deliveries_per_sec: lmtp_rate,
-        pop3_retr_mb_per_sec: pop3_rate,
-    })
+        lmtp_deliveries_per_sec: f64::NAN,
+        pop3_retr_mb_per_sec: f64::NAN,
+    };
+    if phase("lmtp") {
+        eprintln!("{system}: LMTP for {} s", args.seconds);
+        r.lmtp_deliveries_per_sec = lmtp_phase(lmtp, args).await.context("lmtp")?;
+    }
+    if phase("pop3") {
+        eprintln!(
+            "{system}: filling the POP3 mailbox with {} messages",
+            args.messages
+        );
+        fill(lmtp, "reader@example.com", args.messages)
+            .await
+            .context("fill")?;
+        eprintln!("{system}: POP3 for {} s", args.seconds);
+        r.pop3_retr_mb_per_sec = pop3_phase(pop3, args).await.context("pop3")?;
+    }
+    Ok(r)
 }
 
 #[tokio::main]
