@@ -13,7 +13,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::command::{self, Command, ParseError};
-use super::data::{Chunks, DotReader, Step};
+use super::data::Chunks;
 use super::{Lmtp, rcpt};
 use crate::accounts::Opened;
 
@@ -261,23 +261,6 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    /// Reads one line of a message body, with the idle timeout.
-    async fn body_line<'r, S: Transport>(
-        &mut self,
-        reader: &'r mut LineReader,
-        io: &mut S,
-    ) -> Result<Line<'r>, Stop> {
-        self.flush_before_read(reader, io).await?;
-        match tokio::time::timeout(self.lmtp.cfg.idle_timeout, reader.read_line(io)).await {
-            Ok(r) => Ok(r?),
-            Err(_) => {
-                let hostname = self.host();
-                self.reply(format_args!("421 4.4.2 {hostname} Idle timeout, closing"));
-                Err(Stop::Closed)
-            }
-        }
-    }
-
     async fn command(&mut self, cmd: Result<Command<'_>, ParseError>) -> Next {
         let cmd = match cmd {
             Ok(c) => c,
@@ -434,142 +417,8 @@ impl<'a> Session<'a> {
         self.reply(format_args!("250 2.1.5 <{address}> OK"));
         Next::Go
     }
-
-    /// Checks that a message may start (DATA or the first BDAT).
-    fn body_allowed(&mut self) -> Result<(), &'static str> {
-        match &self.tx {
-            None => Err("503 5.5.1 Send MAIL first"),
-            // RFC 2033 §4.2: DATA without a successful RCPT must fail with 503.
-            Some(tx) if tx.rcpts.is_empty() => Err("503 5.5.1 No valid recipients"),
-            Some(_) => Ok(()),
-        }
-    }
-
-    async fn data<S: Transport>(
-        &mut self,
-        reader: &mut LineReader,
-        io: &mut S,
-    ) -> Result<(), Stop> {
-        if let Err(e) = self.body_allowed() {
-            return self.after_error(e);
-        }
-        if self.tx.as_ref().is_some_and(|t| t.chunks.is_some()) {
-            return self.after_error("503 5.5.1 DATA after BDAT");
-        }
-        self.reply(format_args!("354 Start mail input; end with <CRLF>.<CRLF>"));
-        let max = self.lmtp.cfg.max_message_size;
-        // The line bound during DATA is the size limit: a longer line is
-        // over it anyway, and is skipped without being buffered.
-        reader.set_max(usize::try_from(max.min(super::MAX_MESSAGE_SIZE_CAP)).unwrap_or(MAX_LINE));
-        let mut dot = DotReader::new(max);
-        let mut body = std::mem::take(&mut self.body);
-        body.clear();
-        let r = loop {
-            match self.body_line(reader, io).await {
-                Ok(Line::Line(l)) => {
-                    if dot.line(l, &mut body) == Step::Done {
-                        break Ok(());
-                    }
-                }
-                Ok(Line::TooLong) => dot.skipped(),
-                Ok(Line::Eof) => break Err(Stop::Eof),
-                Err(e) => break Err(e),
-            }
-        };
-        reader.set_max(MAX_LINE);
-        self.body = body;
-        r?;
-        self.lmtp.metrics.received_bytes.inc_by(dot.size());
-        self.finish(dot.over(), dot.size()).await;
-        Ok(())
-    }
-
-    async fn bdat<S: Transport>(
-        &mut self,
-        size: u64,
-        last: bool,
-        reader: &mut LineReader,
-        io: &mut S,
-    ) -> Result<(), Stop> {
-        let allowed = self.body_allowed();
-        let max = self.lmtp.cfg.max_message_size;
-        let mut body = std::mem::take(&mut self.body);
-        let mut chunks = match (&allowed, self.tx.as_mut()) {
-            (Ok(()), Some(tx)) => Some(tx.chunks.take().unwrap_or_else(|| {
-                body.clear();
-                Chunks::new(max)
-            })),
-            _ => None,
-        };
-        let keep = chunks.as_mut().is_some_and(|c| c.admit(size));
-        if self.scratch.is_empty() {
-            self.scratch = vec![0; CHUNK_PIECE];
-        }
-        let mut left = size;
-        let idle = self.lmtp.cfg.idle_timeout;
-        while left > 0 {
-            let n = usize::try_from(left)
-                .unwrap_or(CHUNK_PIECE)
-                .min(CHUNK_PIECE);
-            let piece = &mut self.scratch[..n];
-            match tokio::time::timeout(idle, reader.read_exact(io, piece)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(Stop::Eof),
-                Ok(Err(e)) => return Err(Stop::Io(e)),
-                Err(_) => {
-                    let hostname = self.host();
-                    self.reply(format_args!("421 4.4.2 {hostname} Idle timeout, closing"));
-                    return Err(Stop::Closed);
-                }
-            }
-            if keep && let Some(c) = chunks.as_mut() {
-                c.push(piece, &mut body);
-            }
-            left -= n as u64;
-        }
-        self.body = body;
-        self.lmtp.metrics.received_bytes.inc_by(size);
-        let Some(mut chunks) = chunks else {
-            let e = allowed
-                .err()
-                .unwrap_or("503 5.5.1 Bad sequence of commands");
-            return self.after_error(e);
-        };
-        if last {
-            chunks.finish(&mut self.body);
-            self.finish(chunks.over(), chunks.size()).await;
-            return Ok(());
-        }
-        if chunks.over() {
-            self.reply(format_args!("552 5.3.4 Message too big for system"));
-        } else {
-            self.reply(format_args!("250 2.0.0 {size} octets received"));
-        }
-        if let Some(tx) = &mut self.tx {
-            tx.chunks = Some(chunks);
-        }
-        Ok(())
-    }
-
-    fn after_error(&mut self, reply: &str) -> Result<(), Stop> {
-        match self.error(reply) {
-            Next::Close => Err(Stop::Closed),
-            _ => Ok(()),
-        }
-    }
-
-    /// Ends the transaction: delivers, or says why not, once per recipient.
-    async fn finish(&mut self, over: bool, size: u64) {
-        let Some(tx) = self.tx.take() else {
-            return;
-        };
-        super::deliver::deliver(self, tx, over, size).await;
-        if self.body.capacity() > KEEP_BODY {
-            self.body = Vec::new();
-        }
-        self.body.clear();
-    }
 }
 
+mod body;
 #[cfg(test)]
 mod tests;
