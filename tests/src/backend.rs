@@ -45,7 +45,7 @@ impl Backend {
     }
 
     /// Like [`start`](Self::start), with `extra` appended to the `backend:`
-    /// section (indented by four spaces, e.g. `"    lmtp:\n      max_message_size: 1000\n"`).
+    /// section (indented by two spaces, e.g. `"  lmtp:\n    max_message_size: 1000\n"`).
     pub fn start_with(extra: &str) -> anyhow::Result<Backend> {
         let dir = InstanceDir::create("backend")?;
         let port = |_| -> anyhow::Result<SocketAddr> {
@@ -222,13 +222,12 @@ pub fn tandem_bin() -> &'static Path {
         if let Some(p) = std::env::var_os("TANDEM_BIN") {
             return PathBuf::from(p);
         }
-        // <target>/<profile>/deps/<test binary>
+        // <target>/<profile>/deps/<test binary>, or <target>/<profile>/<bin>
         let exe = std::env::current_exe().expect("current exe");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test binary in <target>/<profile>/deps")
-            .to_owned();
+        let mut profile_dir = exe.parent().expect("exe in a directory").to_owned();
+        if profile_dir.file_name().is_some_and(|n| n == "deps") {
+            profile_dir.pop();
+        }
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
             .parent()

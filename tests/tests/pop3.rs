@@ -247,3 +247,28 @@ fn garbage_and_pipelining_get_answers_in_order() {
         assert!(a.starts_with(w), "{answers:?}");
     }
 }
+
+#[test]
+fn the_client_address_comes_from_the_proxy_header_of_a_trusted_frontend() {
+    let b = Backend::start_with("  proxy_protocol_from: [127.0.0.1/32]\n").expect("start");
+    b.add_account(USER, "secret").expect("account");
+    let s = TcpStream::connect(b.pop3_addr()).expect("connect");
+    let mut r = BufReader::new(s.try_clone().expect("clone"));
+    let mut w = s;
+    let port = b.pop3_addr().port();
+    write!(w, "PROXY TCP4 203.0.113.7 127.0.0.1 40000 {port}\r\n").expect("header");
+    let mut line = String::new();
+    r.read_line(&mut line).expect("greeting");
+    assert!(line.starts_with("+OK"), "{line}");
+    write!(w, "USER {USER}\r\nPASS wrong\r\nQUIT\r\n").expect("login");
+    for _ in 0..3 {
+        line.clear();
+        r.read_line(&mut line).expect("answer");
+    }
+    let log = b.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("login failed") && l.contains("203.0.113.7:40000")),
+        "the log names the real client:\n{log}"
+    );
+}

@@ -117,6 +117,10 @@ impl Client {
     }
 }
 
+fn reader(k: usize) -> String {
+    format!("reader{k}@example.com")
+}
+
 fn user(i: usize) -> String {
     format!("user{i}@example.com")
 }
@@ -195,6 +199,7 @@ async fn fill(lmtp: SocketAddr, rcpt: &str, count: usize) -> anyhow::Result<()> 
 
 async fn pop3_client(
     addr: SocketAddr,
+    user: String,
     messages: usize,
     until: Instant,
     bytes: Arc<AtomicU64>,
@@ -202,7 +207,7 @@ async fn pop3_client(
     while Instant::now() < until {
         let mut c = Client::connect(addr).await?;
         c.pop_ok().await?;
-        c.w.write_all(b"USER reader@example.com\r\nPASS secret\r\n")
+        c.w.write_all(format!("USER {user}\r\nPASS secret\r\n").as_bytes())
             .await?;
         c.pop_ok().await?;
         c.pop_ok().await?;
@@ -225,7 +230,15 @@ async fn pop3_phase(addr: SocketAddr, args: &Args) -> anyhow::Result<f64> {
     let bytes = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let tasks: Vec<_> = (0..args.pop3_clients)
-        .map(|_| tokio::spawn(pop3_client(addr, args.messages, until, bytes.clone())))
+        .map(|k| {
+            tokio::spawn(pop3_client(
+                addr,
+                reader(k),
+                args.messages,
+                until,
+                bytes.clone(),
+            ))
+        })
         .collect();
     for t in tasks {
         t.await??;
@@ -261,9 +274,12 @@ async fn run(
             "{system}: filling the POP3 mailbox with {} messages",
             args.messages
         );
-        fill(lmtp, "reader@example.com", args.messages)
-            .await
-            .context("fill")?;
+        // One mailbox per client: a POP3 session locks its maildrop.
+        for k in 0..args.pop3_clients {
+            fill(lmtp, &reader(k), args.messages)
+                .await
+                .context("fill")?;
+        }
         eprintln!("{system}: POP3 for {} s", args.seconds);
         r.pop3_retr_mb_per_sec = pop3_phase(pop3, args).await.context("pop3")?;
     }
@@ -274,7 +290,7 @@ async fn run(
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut users: Vec<String> = (0..args.users).map(user).collect();
-    users.push("reader@example.com".into());
+    users.extend((0..args.pop3_clients).map(reader));
 
     let backend = tokio::task::block_in_place(|| -> anyhow::Result<Backend> {
         let b = Backend::start()?;
