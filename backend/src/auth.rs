@@ -71,10 +71,8 @@ impl Auth {
     /// an empty authzid). `peer` is the TCP peer, not the PROXY-header
     /// client: trust is about who is connected.
     pub async fn login(&self, peer: IpAddr, plain: &Plain) -> Login {
-        if let Some(proxy) = &self.proxy {
-            if plain.authcid == proxy.name {
-                return self.proxy_login(peer, proxy, plain).await;
-            }
+        if let Some(proxy) = self.proxy.as_ref().filter(|p| plain.authcid == p.name) {
+            return self.proxy_login(peer, proxy, plain).await;
         }
         let Ok(user) = Address::parse(&plain.authcid) else {
             return Login::Failed;

@@ -102,7 +102,10 @@ fn deliver(addr: SocketAddr, n: u32) -> Io<bool> {
 /// One POP3 session: lists (UIDL -> Message-ID), deletes up to `delete`
 /// messages, QUITs. Returns the listing and the ids whose deletion the
 /// server confirmed.
-fn pop3_session(addr: SocketAddr, delete: usize) -> Io<(Vec<(String, String)>, Vec<String>)> {
+/// (UIDL, Message-ID) pairs.
+type Listing = Vec<(String, String)>;
+
+fn pop3_session(addr: SocketAddr, delete: usize) -> Io<(Listing, Vec<String>)> {
     let mut c = Conn::open(addr)?;
     c.line()?;
     c.ok(&format!("USER {USER}\r\n"))?;
@@ -225,7 +228,7 @@ fn acknowledged_mail_survives_repeated_sigkill() {
 
 /// Remembers which message each UIDL named, failing if one ever names two.
 fn record_uidls(seen: &Mutex<HashMap<String, String>>, listing: &[(String, String)]) {
-    let mut seen = seen.lock().unwrap();
+    let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
     for (uidl, id) in listing {
         let before = seen.entry(uidl.clone()).or_insert_with(|| id.clone());
         assert_eq!(before, id, "UIDL {uidl} was reused for another message");

@@ -19,6 +19,9 @@ use std::time::SystemTime;
 use super::index::{Opened, UidList};
 use super::maildir::{self, FileName, Flags};
 
+/// A file found by a sync: in `new/`, info letters, size and vsize from its name.
+type OnDisk = (bool, String, Option<u64>, Option<u64>);
+
 /// One message as the mailbox knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
@@ -183,8 +186,7 @@ impl Mailbox {
         }
 
         // Unknown files get UIDs in delivery order: by the time in their name.
-        let mut fresh: Vec<(String, (bool, String, Option<u64>, Option<u64>))> =
-            on_disk.into_iter().collect();
+        let mut fresh: Vec<(String, OnDisk)> = on_disk.into_iter().collect();
         fresh.sort_by(|a, b| delivery_key(&a.0).cmp(&delivery_key(&b.0)));
         let bases: Vec<String> = fresh.iter().map(|(b, _)| b.clone()).collect();
         let uids = self.list.assign(&self.dir, &bases)?;

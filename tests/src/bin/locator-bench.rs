@@ -84,7 +84,7 @@ async fn provision(dir: &Arc<dyn Directory>, args: &Args) -> anyhow::Result<f64>
                 dir.add_account(&acct)
                     .await
                     .with_context(|| format!("account {i}"))?;
-                if i % 20_000 == 0 && i > 0 {
+                if i.is_multiple_of(20_000) && i > 0 {
                     eprintln!("  provisioned {i}");
                 }
             }
