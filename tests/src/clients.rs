@@ -137,3 +137,24 @@ pub fn dovecot_imap(maildir: &Path, commands: &str) -> String {
     );
     text
 }
+
+/// A throw-away self-signed certificate and key (PEM) for `CN=backend.test`,
+/// made with the `openssl` command; lives as long as the returned directory.
+pub fn self_signed_cert() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let openssl = require("openssl", "openssl");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let status = Command::new(openssl)
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=backend.test", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("run openssl");
+    assert!(status.success(), "openssl req failed");
+    (dir, cert, key)
+}

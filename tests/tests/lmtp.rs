@@ -613,21 +613,7 @@ p.quit()
 
 #[test]
 fn starttls_then_delivery() {
-    require("openssl", "openssl");
-    let certs = tempfile::tempdir().expect("temp dir");
-    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
-    let status = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=backend.test", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status()
-        .expect("run openssl");
-    assert!(status.success(), "openssl req");
+    let (_certs, cert, key) = tests::clients::self_signed_cert();
     let b = Backend::start_with(&format!(
         "  tls:\n    cert: {}\n    key: {}\n",
         cert.display(),

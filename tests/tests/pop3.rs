@@ -272,3 +272,27 @@ fn the_client_address_comes_from_the_proxy_header_of_a_trusted_frontend() {
         "the log names the real client:\n{log}"
     );
 }
+
+#[test]
+fn stls_then_login_over_tls() {
+    let (_certs, cert, key) = tests::clients::self_signed_cert();
+    let b = Backend::start_with(&format!(
+        "  tls:\n    cert: {}\n    key: {}\n",
+        cert.display(),
+        key.display()
+    ))
+    .expect("start with TLS");
+    b.add_account(USER, "secret").expect("account");
+    let out = python(
+        "import poplib, ssl, sys\n\
+         p = poplib.POP3('127.0.0.1', int(sys.argv[1]))\n\
+         print('STLS' in p.capa())\n\
+         ctx = ssl.create_default_context()\nctx.check_hostname = False\nctx.verify_mode = ssl.CERT_NONE\n\
+         print(p.stls(ctx).decode().split(' ')[0])\n\
+         print('STLS' in p.capa())\n\
+         p.user(sys.argv[2])\nprint(p.pass_('secret').decode().split(' ')[0])\n\
+         p.quit()\n",
+        &[&b.pop3_addr().port().to_string(), USER],
+    );
+    assert_eq!(out, "True\n+OK\nFalse\n+OK\n");
+}
