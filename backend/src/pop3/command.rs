@@ -225,4 +225,43 @@ mod tests {
             );
         }
     }
+
+    /// Random lines, biased towards command words and digits: parse must
+    /// answer every one without panicking.
+    #[test]
+    fn never_panics() {
+        let words: &[&[u8]] = &[
+            b"RETR",
+            b"TOP",
+            b"LIST",
+            b"AUTH",
+            b"USER",
+            b"PASS",
+            b" ",
+            b"1",
+            b"99999999999",
+            b"\0",
+            b"\xff",
+            b"-",
+            b"=",
+        ];
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        for _ in 0..50_000 {
+            let mut line = Vec::new();
+            for _ in 0..(x % 7) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                if x % 3 == 0 {
+                    line.push((x >> 8) as u8);
+                } else {
+                    line.extend_from_slice(words[(x >> 16) as usize % words.len()]);
+                }
+            }
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let _ = parse(&line);
+        }
+    }
 }
