@@ -9,6 +9,7 @@ pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod password;
+pub mod pop3;
 pub mod sasl;
 pub mod time;
 pub mod tls;

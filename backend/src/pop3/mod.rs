@@ -9,7 +9,7 @@
 //! second one gets `[IN-USE]`), and deletions happen only in UPDATE, after
 //! QUIT: a dropped connection deletes nothing.
 
-pub mod command;
+pub use shared::pop3 as command;
 pub mod maildrop;
 mod session;
 

@@ -1,4 +1,6 @@
-//! POP3 command lines to commands (RFC 1939, 2449, 2595, 5034); pure.
+//! POP3 command lines to commands (RFC 1939, 2449, 2595, 5034); pure. Shared
+//! by the backend's server and the frontend's proxy, which speaks POP3 itself
+//! until the user has logged in.
 
 /// Message numbers are 1-based and at most this (RFC 1939 allows any, but a
 /// maildrop with more messages than this is not served by POP3 anyway).
