@@ -55,11 +55,13 @@ pub enum Command {
         #[arg(long)]
         node: String,
     },
+    /// Run the frontend proxies (the `frontend:` section) until SIGTERM.
+    Frontend,
 }
 
 impl Command {
     pub fn is_daemon(&self) -> bool {
-        matches!(self, Command::Backend { .. })
+        matches!(self, Command::Backend { .. } | Command::Frontend)
     }
 }
 

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use backend::config::BackendConfig;
+use frontend::config::FrontendConfig;
 use locator::config::LocatorConfig;
 use serde::{Deserialize, Serialize};
 use shared::config::{ConfigError, Problems, Validate, join};
@@ -16,6 +17,9 @@ pub struct TandemConfig {
     /// This node, when it is a backend node (`tandem backend`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<BackendConfig>,
+    /// This host's proxies, when it is a frontend (`tandem frontend`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frontend: Option<FrontendConfig>,
 }
 
 impl Validate for TandemConfig {
@@ -23,6 +27,9 @@ impl Validate for TandemConfig {
         self.locator.validate(&join(at, "locator"), p);
         if let Some(b) = &self.backend {
             b.validate(&join(at, "backend"), p);
+        }
+        if let Some(f) = &self.frontend {
+            f.validate(&join(at, "frontend"), p);
         }
     }
 }

@@ -254,7 +254,7 @@ mod tests {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                if x % 3 == 0 {
+                if x.is_multiple_of(3) {
                     line.push((x >> 8) as u8);
                 } else {
                     line.extend_from_slice(words[(x >> 16) as usize % words.len()]);

@@ -35,6 +35,8 @@ pub struct Backend {
     lmtp: SocketAddr,
     pop3: SocketAddr,
     admin: SocketAddr,
+    locator_db: PathBuf,
+    node: String,
 }
 
 impl Backend {
@@ -47,6 +49,22 @@ impl Backend {
     /// Like [`start`](Self::start), with `extra` appended to the `backend:`
     /// section (indented by two spaces, e.g. `"  lmtp:\n    max_message_size: 1000\n"`).
     pub fn start_with(extra: &str) -> anyhow::Result<Backend> {
+        Self::start_node(None, CLUSTER, NODE, extra)
+    }
+
+    /// Another node, of `cluster` (created if missing), registered in the
+    /// locator of `first`, with its own store: for several clusters behind
+    /// one frontend.
+    pub fn start_beside(first: &Backend, cluster: &str, node: &str) -> anyhow::Result<Backend> {
+        Self::start_node(Some(first.locator_db()), cluster, node, "")
+    }
+
+    fn start_node(
+        locator: Option<PathBuf>,
+        cluster: &str,
+        node: &str,
+        extra: &str,
+    ) -> anyhow::Result<Backend> {
         let dir = InstanceDir::create("backend")?;
         let port = |_| -> anyhow::Result<SocketAddr> {
             Ok(SocketAddr::from(([127, 0, 0, 1], free_port()?)))
@@ -55,13 +73,21 @@ impl Backend {
         let store = dir.path().join("store");
         std::fs::create_dir(&store).with_context(|| format!("create {}", store.display()))?;
         let config = dir.path().join("tandem.yaml");
+        let first = locator.is_none();
+        let db = locator.unwrap_or_else(|| dir.path().join("locator.db"));
         let text = format!(
             "locator:\n  sql:\n    url: sqlite://{db}\n  cache:\n    ttl: 1s\n    negative_ttl: 1s\n    stale_for: 1h\n    retry_after: 1s\n\
-             backend:\n  cluster: {CLUSTER}\n  store_root: {store}\n  hostname: backend.test\n\
+             backend:\n  cluster: {cluster}\n  store_root: {store}\n  hostname: backend.test\n\
              \x20 proxy_login:\n    identity: {PROXY_IDENTITY}\n    secret: {PROXY_SECRET}\n\
              \x20 listen:\n    lmtp: {lmtp}\n    pop3: {pop3}\n    admin: {admin}\n\
-             \x20 pop3:\n    auth_failure_delay: 100ms\n{extra}",
-            db = dir.path().join("locator.db").display(),
+             \x20 pop3:\n    auth_failure_delay: 100ms\n{proxied}{extra}",
+            db = db.display(),
+            // Test frontends connect from 127.0.0.2 (see tests::frontend).
+            proxied = if extra.contains("proxy_protocol_from") {
+                ""
+            } else {
+                "  proxy_protocol_from: [127.0.0.2/32]\n"
+            },
             store = store.display(),
         );
         std::fs::write(&config, text).with_context(|| format!("write {}", config.display()))?;
@@ -72,15 +98,26 @@ impl Backend {
             lmtp,
             pop3,
             admin,
+            locator_db: db,
+            node: node.to_owned(),
         };
-        b.tandem_ok(&["domain", "add", DOMAIN])?;
-        b.tandem_ok(&["cluster", "add", CLUSTER])?;
+        if first {
+            b.tandem_ok(&["domain", "add", DOMAIN])?;
+        }
+        if b.tandem(&["cluster", "show", cluster]).status.code() != Some(0) {
+            b.tandem_ok(&["cluster", "add", cluster])?;
+        }
         let (l, p) = (lmtp.to_string(), pop3.to_string());
         b.tandem_ok(&[
-            "cluster", "node", "add", CLUSTER, NODE, "--lmtp", &l, "--pop3", &p,
+            "cluster", "node", "add", cluster, node, "--lmtp", &l, "--pop3", &p,
         ])?;
         b.restart()?;
         Ok(b)
+    }
+
+    /// The SQLite file of the locator this node uses.
+    pub fn locator_db(&self) -> PathBuf {
+        self.locator_db.clone()
     }
 
     pub fn lmtp_addr(&self) -> SocketAddr {
@@ -125,6 +162,24 @@ impl Backend {
         check(&args, self.tandem_with_stdin(&args, Some(password))).map(drop)
     }
 
+    /// Adds an account on a given cluster.
+    pub fn add_account_on(
+        &self,
+        address: &str,
+        password: &str,
+        cluster: &str,
+    ) -> anyhow::Result<()> {
+        let args = [
+            "account",
+            "add",
+            address,
+            "--cluster",
+            cluster,
+            "--password-stdin",
+        ];
+        check(&args, self.tandem_with_stdin(&args, Some(password))).map(drop)
+    }
+
     fn tandem_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let mut cmd = Command::new(tandem_bin());
         cmd.arg("--config").arg(&self.config).args(args);
@@ -152,7 +207,7 @@ impl Backend {
         let mut cmd = Command::new(tandem_bin());
         cmd.arg("--config")
             .arg(&self.config)
-            .args(["backend", "--node", NODE])
+            .args(["backend", "--node", &self.node])
             .env("TANDEM_LOG", "info");
         let log = self.dir.path().join("backend.log");
         let mut p = Process::spawn("tandem backend", cmd, &log, Signal::TERM)?;

@@ -18,6 +18,19 @@ pub async fn backend(cfg: &TandemConfig, node: &str) -> Result<(), Failure> {
         .map_err(|e| Failure::Usage(e.to_string()))
 }
 
+/// `tandem frontend`.
+pub async fn frontend(cfg: &TandemConfig) -> Result<(), Failure> {
+    let Some(f) = &cfg.frontend else {
+        return Err(Failure::Usage(
+            "the config file has no `frontend:` section".into(),
+        ));
+    };
+    let shutdown = on_signals()?;
+    frontend::daemon::run(&cfg.locator, f, shutdown)
+        .await
+        .map_err(|e| Failure::Usage(e.to_string()))
+}
+
 /// A token cancelled by SIGTERM or SIGINT: the daemon drains and exits.
 fn on_signals() -> Result<CancellationToken, Failure> {
     use tokio::signal::unix::{SignalKind, signal};

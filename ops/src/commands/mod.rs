@@ -49,8 +49,10 @@ pub async fn dispatch(cli: Cli) -> Result<(), Failure> {
             Ok(())
         };
     }
-    if let Command::Backend { node } = &cli.command {
-        return daemon::backend(&cfg, node).await;
+    match &cli.command {
+        Command::Backend { node } => return daemon::backend(&cfg, node).await,
+        Command::Frontend => return daemon::frontend(&cfg).await,
+        _ => {}
     }
     let dir = locator::config::open(&cfg.locator, Open::Eager).await?;
     let ctx = Ctx {
@@ -62,7 +64,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Account(c) => account::run(&ctx, c).await,
         Command::Alias(c) => account::alias(&ctx, c).await,
         Command::Cluster(c) => cluster::run(&ctx, c).await,
-        Command::Config(_) | Command::Backend { .. } => Ok(()),
+        Command::Config(_) | Command::Backend { .. } | Command::Frontend => Ok(()),
     }
 }
 

@@ -1,0 +1,148 @@
+//! The `frontend:` section of a Tandem config file.
+//!
+//! ```yaml
+//! frontend:
+//!   proxy_protocol_from: [10.0.0.0/24]   # load balancers sending PROXY headers
+//!   trusted_networks: []                 # plaintext logins allowed from here
+//!   backend_login:                       # the backends' proxy_login
+//!     identity: tandem-proxy
+//!     secret_file: /etc/tandem/proxy.secret
+//!   tls: { cert: /etc/tandem/tls.crt, key: /etc/tandem/tls.key }
+//!   listen: { pop3: 0.0.0.0:110, pop3s: 0.0.0.0:995, admin: 127.0.0.1:9100 }
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use shared::config::{Problems, Validate, join};
+use shared::net::NetList;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrontendConfig {
+    /// Load balancers that open every connection with a PROXY header.
+    #[serde(default)]
+    pub proxy_protocol_from: NetList,
+    /// Clients that may send passwords without TLS (besides loopback).
+    #[serde(default)]
+    pub trusted_networks: NetList,
+    pub backend_login: BackendLogin,
+    /// Source address for connections to backends, when the host has
+    /// several (the backends trust PROXY headers by source address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_address: Option<std::net::IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFiles>,
+    pub listen: Listen,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendLogin {
+    pub identity: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<PathBuf>,
+}
+
+impl BackendLogin {
+    pub fn read_secret(&self) -> Result<Vec<u8>, String> {
+        match (&self.secret_file, &self.secret) {
+            (Some(path), _) => std::fs::read_to_string(path)
+                .map(|s| s.trim_end_matches(['\r', '\n']).as_bytes().to_vec())
+                .map_err(|e| format!("frontend.backend_login.secret_file {}: {e}", path.display())),
+            (None, Some(s)) => Ok(s.as_bytes().to_vec()),
+            (None, None) => Err("frontend.backend_login: needs secret or secret_file".into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pop3: Option<SocketAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pop3s: Option<SocketAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_per_ip: usize,
+    /// Before login: a client silent this long is disconnected.
+    #[serde(with = "shared::config::duration")]
+    pub login_timeout: Duration,
+    /// After login: a session idle this long in both directions is closed.
+    #[serde(with = "shared::config::duration")]
+    pub idle_timeout: Duration,
+    /// Wait before answering a failed login.
+    #[serde(with = "shared::config::duration")]
+    pub auth_failure_delay: Duration,
+    /// Connecting to a backend node; past it the next node is tried.
+    #[serde(with = "shared::config::duration")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 50_000,
+            max_per_ip: 100,
+            login_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(30 * 60),
+            auth_failure_delay: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+impl Validate for FrontendConfig {
+    fn validate(&self, at: &str, p: &mut Problems) {
+        let b = &self.backend_login;
+        let bat = join(at, "backend_login");
+        if b.identity.is_empty() {
+            p.push(
+                &bat,
+                "identity",
+                "must name the backends' proxy_login identity",
+            );
+        }
+        if b.secret.is_none() && b.secret_file.is_none() {
+            p.push(&bat, "secret", "set secret or secret_file");
+        }
+        let l = &self.listen;
+        if l.pop3.is_none() && l.pop3s.is_none() {
+            p.push(
+                &join(at, "listen"),
+                "pop3",
+                "no service to listen for (pop3, pop3s)",
+            );
+        }
+        if l.pop3s.is_some() && self.tls.is_none() {
+            p.push(&join(at, "listen"), "pop3s", "needs a `tls` section");
+        }
+        if self.limits.max_connections == 0 || self.limits.max_per_ip == 0 {
+            p.push(
+                &join(at, "limits"),
+                "max_connections",
+                "limits must be above 0",
+            );
+        }
+    }
+}

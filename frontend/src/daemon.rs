@@ -1,0 +1,123 @@
+//! `tandem frontend`: listeners, the locator cache, drain on SIGTERM.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use locator::config::{LocatorConfig, Open};
+use locator::{Locator, LocatorMetrics};
+use prometheus_client::registry::Registry;
+use shared::admin::Health;
+use shared::net::{ListenerConfig, ListenerMetrics, NetList};
+use shared::tls::CertReloader;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::FrontendConfig;
+use crate::pop3::Pop3Proxy;
+use crate::route::Router;
+use crate::{Frontend, FrontendMetrics};
+
+const DRAIN: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DaemonError(String);
+
+fn setup(e: impl std::fmt::Display) -> DaemonError {
+    DaemonError(e.to_string())
+}
+
+pub async fn run(
+    locator_cfg: &LocatorConfig,
+    cfg: &FrontendConfig,
+    shutdown: CancellationToken,
+) -> Result<(), DaemonError> {
+    let mut registry = Registry::default();
+    let locator_metrics = LocatorMetrics::register(&mut registry);
+    let listener_metrics = ListenerMetrics::register(&mut registry);
+    let metrics = FrontendMetrics::register(&mut registry);
+    let dir = locator::config::open(locator_cfg, Open::Lazy)
+        .await
+        .map_err(setup)?;
+    let locator = Arc::new(Locator::new(
+        dir,
+        locator_cfg.cache.clone(),
+        locator_metrics,
+    ));
+    let tls = match &cfg.tls {
+        Some(files) => {
+            let certs = CertReloader::new(&files.cert, &files.key).map_err(setup)?;
+            Some(TlsAcceptor::from(certs.server_config(&[])))
+        }
+        None => None,
+    };
+    let fe = Arc::new(Frontend {
+        router: Router::new(locator, cfg.limits.connect_timeout, cfg.source_address),
+        limits: cfg.limits.clone(),
+        identity: cfg.backend_login.identity.clone(),
+        secret: cfg.backend_login.read_secret().map_err(setup)?,
+        trusted: cfg.trusted_networks.union(&NetList::loopback()),
+        metrics,
+    });
+    let listener = |name: &'static str, implicit_tls: bool| {
+        let mut l = ListenerConfig::new(name);
+        l.proxy_from = cfg.proxy_protocol_from.clone();
+        l.implicit_tls = implicit_tls;
+        l.tls = tls.clone();
+        l.max_connections = cfg.limits.max_connections;
+        l.max_per_ip = cfg.limits.max_per_ip;
+        l
+    };
+    let mut bound = Vec::new();
+    for (name, addr) in [
+        ("pop3", cfg.listen.pop3),
+        ("pop3s", cfg.listen.pop3s),
+        ("admin", cfg.listen.admin),
+    ] {
+        if let Some(addr) = addr {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|e| setup(format!("frontend.listen.{name} {addr}: {e}")))?;
+            bound.push((name, l));
+        }
+    }
+    let tracker = TaskTracker::new();
+    let health = Health::new();
+    let sessions = CancellationToken::new();
+    for (name, tcp) in bound {
+        tracing::info!(listener = name, local = ?tcp.local_addr().ok(), "listening");
+        match name {
+            "pop3" | "pop3s" => {
+                let p = Arc::new(Pop3Proxy::new(fe.clone()));
+                let l = listener(name, name == "pop3s");
+                tracker.spawn(shared::net::serve(
+                    tcp,
+                    l,
+                    p,
+                    listener_metrics.clone(),
+                    sessions.clone(),
+                ));
+            }
+            _ => {
+                let registry = Arc::new(std::mem::take(&mut registry));
+                tracker.spawn(shared::admin::serve(
+                    tcp,
+                    registry,
+                    health.clone(),
+                    sessions.clone(),
+                ));
+            }
+        }
+    }
+    tracker.close();
+    tracing::info!("frontend ready");
+    shutdown.cancelled().await;
+    health.set_draining();
+    sessions.cancel();
+    if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
+        tracing::warn!("sessions still open after {DRAIN:?}; exiting anyway");
+    }
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! From an account to a connection on a healthy node of its home cluster.
+//!
+//! Nodes come from the locator (cached like accounts). A node that refused
+//! or timed out is marked down for [`DOWN_FOR`] and skipped while another is
+//! up; the next node is tried within the same login. The chosen node gets a
+//! PROXY v2 header first, so the backend logs and limits the real client.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use locator::{Account, Locator};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// How long a node that failed a connect is avoided.
+pub const DOWN_FOR: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Pop3,
+    Imap,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    /// Nothing to connect to right now: directory down, cluster unknown or
+    /// without nodes for the service, or every node failed.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+pub struct Router {
+    locator: Arc<Locator>,
+    connect_timeout: Duration,
+    source: Option<IpAddr>,
+    down: Mutex<HashMap<String, Instant>>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+/// A connection to a backend node, PROXY header sent.
+pub struct Routed {
+    pub stream: TcpStream,
+    pub node: String,
+}
+
+impl Router {
+    pub fn new(locator: Arc<Locator>, connect_timeout: Duration, source: Option<IpAddr>) -> Self {
+        Router {
+            locator,
+            connect_timeout,
+            source,
+            down: Mutex::new(HashMap::new()),
+            next: 0.into(),
+        }
+    }
+
+    pub fn locator(&self) -> &Arc<Locator> {
+        &self.locator
+    }
+
+    pub async fn connect(
+        &self,
+        account: &Account,
+        service: Service,
+        client: SocketAddr,
+    ) -> Result<Routed, RouteError> {
+        let cluster = match self.locator.cluster(&account.cluster).await {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                return Err(RouteError::Unavailable(format!(
+                    "cluster {} of {} is not in the locator",
+                    account.cluster, account.address
+                )));
+            }
+            Err(e) => return Err(RouteError::Unavailable(e.to_string())),
+        };
+        let mut candidates: Vec<(&str, &str)> = cluster
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                let addr = match service {
+                    Service::Pop3 => n.pop3.as_deref(),
+                    Service::Imap => n.imap.as_deref(),
+                }?;
+                Some((n.id.as_str(), addr))
+            })
+            .collect();
+        if candidates.is_empty() {
+            return Err(RouteError::Unavailable(format!(
+                "cluster {} has no node serving {service:?}",
+                cluster.id
+            )));
+        }
+        // Spread sessions over the nodes, healthy ones first.
+        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = candidates.len();
+        candidates.rotate_left(start % n);
+        candidates.sort_by_key(|(_, addr)| self.is_down(addr));
+        let mut last = String::new();
+        for (node, addr) in candidates {
+            match tokio::time::timeout(self.connect_timeout, self.open(addr)).await {
+                Ok(Ok(mut stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    let server = stream
+                        .peer_addr()
+                        .map_err(|e| RouteError::Unavailable(e.to_string()))?;
+                    let header = shared::net::proxy::encode_v2(client, server);
+                    if let Err(e) = stream.write_all(&header).await {
+                        last = format!("node {node} ({addr}): {e}");
+                        self.mark_down(addr);
+                        continue;
+                    }
+                    self.mark_up(addr);
+                    return Ok(Routed {
+                        stream,
+                        node: node.to_owned(),
+                    });
+                }
+                Ok(Err(e)) => last = format!("node {node} ({addr}): {e}"),
+                Err(_) => last = format!("node {node} ({addr}): connect timed out"),
+            }
+            tracing::warn!(node, addr, error = %last, "backend node unreachable; trying the next");
+            self.mark_down(addr);
+        }
+        Err(RouteError::Unavailable(format!(
+            "no node of cluster {} answers (last: {last})",
+            cluster.id
+        )))
+    }
+
+    async fn open(&self, addr: &str) -> std::io::Result<TcpStream> {
+        let Some(source) = self.source else {
+            return TcpStream::connect(addr).await;
+        };
+        let mut last = std::io::Error::other(format!("{addr}: no address"));
+        for target in tokio::net::lookup_host(addr).await? {
+            let socket = match target {
+                SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+                SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+            };
+            socket.bind(SocketAddr::new(source, 0))?;
+            match socket.connect(target).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    fn is_down(&self, addr: &str) -> bool {
+        let down = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        down.get(addr).is_some_and(|t| t.elapsed() < DOWN_FOR)
+    }
+
+    fn mark_down(&self, addr: &str) {
+        let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        down.insert(addr.to_owned(), Instant::now());
+    }
+
+    fn mark_up(&self, addr: &str) {
+        let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        down.remove(addr);
+    }
+}

@@ -1,0 +1,80 @@
+//! A real `tandem frontend` process for tests, in front of the backends of
+//! one locator (see [`Backend::start_beside`](crate::backend::Backend::start_beside)).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::Context;
+use rustix::process::Signal;
+
+use crate::backend::{Backend, PROXY_IDENTITY, PROXY_SECRET, http_get, tandem_bin};
+use crate::servers::{InstanceDir, Process, free_port};
+
+pub struct Frontend {
+    process: Option<Process>,
+    dir: InstanceDir,
+    pop3: SocketAddr,
+    admin: SocketAddr,
+}
+
+impl Frontend {
+    /// Starts a frontend on the locator of `backend`; `extra` is appended
+    /// to the `frontend:` section (two-space indent).
+    pub fn start(backend: &Backend, extra: &str) -> anyhow::Result<Frontend> {
+        let dir = InstanceDir::create("frontend")?;
+        let pop3 = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let config = dir.path().join("tandem.yaml");
+        let text = format!(
+            "locator:\n  sql:\n    url: sqlite://{db}\n  cache:\n    ttl: 1s\n    negative_ttl: 1s\n    stale_for: 1h\n    retry_after: 1s\n\
+             frontend:\n  source_address: 127.0.0.2\n  backend_login:\n    identity: {PROXY_IDENTITY}\n    secret: {PROXY_SECRET}\n\
+             \x20 listen:\n    pop3: {pop3}\n    admin: {admin}\n\
+             \x20 limits:\n    auth_failure_delay: 100ms\n    connect_timeout: 1s\n{extra}",
+            db = backend.locator_db().display(),
+        );
+        std::fs::write(&config, text).with_context(|| format!("write {}", config.display()))?;
+        let mut cmd = Command::new(tandem_bin());
+        cmd.arg("--config")
+            .arg(&config)
+            .arg("frontend")
+            .env("TANDEM_LOG", "info");
+        let mut p = Process::spawn(
+            "tandem frontend",
+            cmd,
+            &dir.path().join("frontend.log"),
+            Signal::TERM,
+        )?;
+        p.wait_ready(|| http_get(admin, "/health").is_some_and(|(s, _)| s == 200))?;
+        Ok(Frontend {
+            process: Some(p),
+            dir,
+            pop3,
+            admin,
+        })
+    }
+
+    pub fn pop3_addr(&self) -> SocketAddr {
+        self.pop3
+    }
+
+    pub fn metrics(&self) -> String {
+        http_get(self.admin, "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("frontend.log")
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.stop();
+        }
+    }
+}
