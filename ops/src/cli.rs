@@ -57,11 +57,24 @@ pub enum Command {
     },
     /// Run the frontend proxies (the `frontend:` section) until SIGTERM.
     Frontend,
+    /// A whole supercluster on this machine (locator, two backend clusters,
+    /// a frontend) as child processes, until Ctrl-C.
+    Up {
+        /// Where the locator, stores, certificate, configs and logs go.
+        #[arg(long, default_value = "tandem-data")]
+        dir: PathBuf,
+        /// Added to every default port (POP3 1110, POP3S 1995, ...).
+        #[arg(long, default_value_t = 0)]
+        port_offset: u16,
+    },
 }
 
 impl Command {
     pub fn is_daemon(&self) -> bool {
-        matches!(self, Command::Backend { .. } | Command::Frontend)
+        matches!(
+            self,
+            Command::Backend { .. } | Command::Frontend | Command::Up { .. }
+        )
     }
 }
 

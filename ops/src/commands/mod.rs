@@ -6,6 +6,7 @@ mod cluster;
 mod daemon;
 mod domain;
 mod import;
+mod up;
 
 use std::sync::Arc;
 
@@ -39,6 +40,10 @@ impl Ctx {
 }
 
 pub async fn dispatch(cli: Cli) -> Result<(), Failure> {
+    // `up` writes its own config; there is none to read yet.
+    if let Command::Up { dir, port_offset } = &cli.command {
+        return up::up(dir, *port_offset, cli.json).await;
+    }
     let cfg = crate::config::load(&cli.config)?;
     if let Command::Config(ConfigCmd::Check) = cli.command {
         let summary = serde_json::json!({ "config": cli.config, "ok": true });
@@ -64,7 +69,9 @@ pub async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Account(c) => account::run(&ctx, c).await,
         Command::Alias(c) => account::alias(&ctx, c).await,
         Command::Cluster(c) => cluster::run(&ctx, c).await,
-        Command::Config(_) | Command::Backend { .. } | Command::Frontend => Ok(()),
+        Command::Config(_) | Command::Backend { .. } | Command::Frontend | Command::Up { .. } => {
+            Ok(())
+        }
     }
 }
 

@@ -1,0 +1,329 @@
+//! `tandem up --dir DIR`: a whole supercluster on one machine, from
+//! nothing: an SQLite locator, two backend clusters of one node each, one
+//! frontend, a self-signed certificate, all as child processes of this one.
+//! The config it writes stays in DIR, so `tandem --config DIR/tandem.yaml`
+//! provisions accounts against it.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use locator::config::Open;
+use locator::model::{ClusterState, Node};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+
+use crate::Failure;
+
+/// How long a child may take to answer `/health`.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long children get to drain after Ctrl-C.
+const STOP_TIMEOUT: Duration = Duration::from_secs(40);
+
+struct Ports {
+    pop3: u16,
+    pop3s: u16,
+    admin: u16,
+    /// Per backend cluster: (lmtp, pop3, admin).
+    backends: [(u16, u16, u16); 2],
+}
+
+impl Ports {
+    fn new(offset: u16) -> Result<Ports, Failure> {
+        let p = |base: u16| {
+            base.checked_add(offset).ok_or_else(|| {
+                Failure::Usage(format!(
+                    "--port-offset {offset} pushes port {base} past 65535"
+                ))
+            })
+        };
+        Ok(Ports {
+            pop3: p(1110)?,
+            pop3s: p(1995)?,
+            admin: p(9100)?,
+            backends: [
+                (p(2424)?, p(2110)?, p(9101)?),
+                (p(2425)?, p(2111)?, p(9102)?),
+            ],
+        })
+    }
+}
+
+struct Daemon {
+    name: String,
+    child: Child,
+    log: PathBuf,
+    admin: u16,
+}
+
+pub async fn up(dir: &Path, offset: u16, json: bool) -> Result<(), Failure> {
+    let io = |what: &str, e: std::io::Error| Failure::Io(format!("{what}: {e}"));
+    std::fs::create_dir_all(dir.join("logs")).map_err(|e| io(&dir.display().to_string(), e))?;
+    let dir = dir
+        .canonicalize()
+        .map_err(|e| io(&dir.display().to_string(), e))?;
+    let ports = Ports::new(offset)?;
+    let secret = ensure_secret(&dir.join("proxy.secret"))?;
+    let (cert, key) = ensure_certificate(&dir)?;
+    let locator = format!(
+        "locator:\n  sql:\n    url: sqlite://{}\n",
+        dir.join("locator.db").display()
+    );
+    // Frontends reach backends from 127.0.0.2, so the backends can demand
+    // PROXY headers from it and still take direct loopback clients.
+    let frontend = format!(
+        "{locator}frontend:\n  source_address: 127.0.0.2\n  backend_login:\n    identity: tandem-proxy\n    secret_file: {secret}\n\
+         \x20 tls:\n    cert: {cert}\n    key: {key}\n\
+         \x20 listen:\n    pop3: 127.0.0.1:{pop3}\n    pop3s: 127.0.0.1:{pop3s}\n    admin: 127.0.0.1:{admin}\n",
+        secret = secret.display(),
+        cert = cert.display(),
+        key = key.display(),
+        pop3 = ports.pop3,
+        pop3s = ports.pop3s,
+        admin = ports.admin,
+    );
+    let main_config = dir.join("tandem.yaml");
+    write(&main_config, &frontend)?;
+    let cfg = crate::config::load(&main_config)?;
+    let directory = locator::config::open(&cfg.locator, Open::Eager).await?;
+
+    let mut daemons = Vec::new();
+    for (i, (lmtp, pop3, admin)) in ports.backends.iter().enumerate() {
+        let (cluster, node) = (format!("c{}", i + 1), format!("n{}", i + 1));
+        let store = dir.join("store").join(&cluster);
+        std::fs::create_dir_all(&store).map_err(|e| io(&store.display().to_string(), e))?;
+        let text = format!(
+            "{locator}backend:\n  cluster: {cluster}\n  store_root: {store}\n  hostname: {node}.tandem.local\n\
+             \x20 proxy_protocol_from: [127.0.0.2/32]\n\
+             \x20 proxy_login:\n    identity: tandem-proxy\n    secret_file: {secret}\n\
+             \x20 tls:\n    cert: {cert}\n    key: {key}\n\
+             \x20 listen:\n    lmtp: 127.0.0.1:{lmtp}\n    pop3: 127.0.0.1:{pop3}\n    admin: 127.0.0.1:{admin}\n",
+            store = store.display(),
+            secret = secret.display(),
+            cert = cert.display(),
+            key = key.display(),
+        );
+        let path = dir.join(format!("backend-{cluster}.yaml"));
+        write(&path, &text)?;
+        if directory.cluster(&cluster).await?.is_none() {
+            directory
+                .add_cluster(&cluster, ClusterState::Open, 1)
+                .await?;
+        }
+        let _ = directory.remove_node(&cluster, &node).await;
+        directory
+            .add_node(
+                &cluster,
+                &Node {
+                    id: node.clone(),
+                    imap: None,
+                    pop3: Some(format!("127.0.0.1:{pop3}")),
+                    lmtp: Some(format!("127.0.0.1:{lmtp}")),
+                    http: None,
+                    internal: None,
+                },
+            )
+            .await?;
+        daemons.push(spawn(
+            &dir,
+            &format!("backend-{cluster}"),
+            &path,
+            &["backend", "--node", &node],
+            *admin,
+        )?);
+    }
+    daemons.push(spawn(
+        &dir,
+        "frontend",
+        &main_config,
+        &["frontend"],
+        ports.admin,
+    )?);
+    drop(directory);
+
+    if let Err(e) = wait_healthy(&mut daemons).await {
+        stop_all(&mut daemons).await;
+        return Err(e);
+    }
+    let endpoints = serde_json::json!({
+        "config": main_config,
+        "pop3": format!("127.0.0.1:{}", ports.pop3),
+        "pop3s": format!("127.0.0.1:{}", ports.pop3s),
+        "metrics": format!("http://127.0.0.1:{}/metrics", ports.admin),
+        "lmtp": ports.backends.iter().enumerate()
+            .map(|(i, b)| (format!("c{}", i + 1), format!("127.0.0.1:{}", b.0)))
+            .collect::<std::collections::BTreeMap<_, _>>(),
+        "logs": dir.join("logs"),
+    });
+    if json {
+        println!("{endpoints}");
+    } else {
+        let mut text = String::new();
+        let _ = writeln!(
+            text,
+            "POP3      127.0.0.1:{} (STLS)   POP3S 127.0.0.1:{}",
+            ports.pop3, ports.pop3s
+        );
+        for (i, b) in ports.backends.iter().enumerate() {
+            let _ = writeln!(text, "LMTP c{}   127.0.0.1:{}", i + 1, b.0);
+        }
+        let _ = writeln!(text, "metrics   http://127.0.0.1:{}/metrics", ports.admin);
+        let _ = writeln!(text, "logs      {}", dir.join("logs").display());
+        let _ = writeln!(
+            text,
+            "provision tandem --config {} domain add example.com",
+            main_config.display()
+        );
+        print!("{text}");
+        println!("Tandem is up. Ctrl-C stops it.");
+    }
+
+    let outcome = wait_for_stop(&mut daemons).await;
+    stop_all(&mut daemons).await;
+    outcome
+}
+
+fn write(path: &Path, text: &str) -> Result<(), Failure> {
+    std::fs::write(path, text).map_err(|e| Failure::Io(format!("{}: {e}", path.display())))
+}
+
+fn ensure_secret(path: &Path) -> Result<PathBuf, Failure> {
+    if !path.exists() {
+        let bytes: [u8; 32] = rand::random();
+        let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        write(path, &secret)?;
+    }
+    Ok(path.to_owned())
+}
+
+fn ensure_certificate(dir: &Path) -> Result<(PathBuf, PathBuf), Failure> {
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    if !cert.exists() || !key.exists() {
+        let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        let ck = rcgen::generate_simple_self_signed(names)
+            .map_err(|e| Failure::Io(format!("generating a certificate: {e}")))?;
+        write(&cert, &ck.cert.pem())?;
+        write(&key, &ck.signing_key.serialize_pem())?;
+    }
+    Ok((cert, key))
+}
+
+fn spawn(
+    dir: &Path,
+    name: &str,
+    config: &Path,
+    args: &[&str],
+    admin: u16,
+) -> Result<Daemon, Failure> {
+    let exe = std::env::current_exe().map_err(|e| Failure::Io(format!("own executable: {e}")))?;
+    let log = dir.join("logs").join(format!("{name}.log"));
+    let out =
+        std::fs::File::create(&log).map_err(|e| Failure::Io(format!("{}: {e}", log.display())))?;
+    let err = out.try_clone().map_err(|e| Failure::Io(e.to_string()))?;
+    let child = Command::new(exe)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| Failure::Io(format!("starting {name}: {e}")))?;
+    Ok(Daemon {
+        name: name.to_owned(),
+        child,
+        log,
+        admin,
+    })
+}
+
+async fn healthy(port: u16) -> bool {
+    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    if s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    let n = s.read(&mut buf).await.unwrap_or(0);
+    buf[..n].starts_with(b"HTTP/1.1 200")
+}
+
+async fn wait_healthy(daemons: &mut [Daemon]) -> Result<(), Failure> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    for d in daemons.iter_mut() {
+        loop {
+            if let Ok(Some(status)) = d.child.try_wait() {
+                return Err(Failure::Io(format!(
+                    "{} exited ({status}) while starting; see {}:\n{}",
+                    d.name,
+                    d.log.display(),
+                    tail(&d.log)
+                )));
+            }
+            if healthy(d.admin).await {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(Failure::Io(format!(
+                    "{} did not become healthy; see {}",
+                    d.name,
+                    d.log.display()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Until Ctrl-C / SIGTERM (Ok) or a child dies (Err).
+async fn wait_for_stop(daemons: &mut [Daemon]) -> Result<(), Failure> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(|e| Failure::Io(e.to_string()))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| Failure::Io(e.to_string()))?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                for d in daemons.iter_mut() {
+                    if let Ok(Some(status)) = d.child.try_wait() {
+                        return Err(Failure::Io(format!("{} exited ({status}); see {}:\n{}", d.name, d.log.display(), tail(&d.log))));
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn stop_all(daemons: &mut [Daemon]) {
+    for d in daemons.iter() {
+        if let Some(pid) = d
+            .child
+            .id()
+            .and_then(|p| rustix::process::Pid::from_raw(p as i32))
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+    }
+    for d in daemons.iter_mut() {
+        if tokio::time::timeout(STOP_TIMEOUT, d.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = d.child.kill().await;
+        }
+    }
+}
+
+fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}

@@ -1,0 +1,108 @@
+//! `tandem up`: the README's quickstart, as a user runs it.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn tandem(dir: &std::path::Path, args: &[&str], stdin: &str) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .arg("--config")
+        .arg(dir.join("tandem.yaml"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tandem");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("stdin");
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "tandem {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn up_serves_mail_end_to_end_and_stops_on_sigterm() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    // An offset far from the defaults, so a developer's own `tandem up`
+    // does not collide with the test.
+    let offset = 20_000 + (std::process::id() % 20_000) as u16 / 10 * 10;
+    let mut up = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(["up", "--json", "--dir"])
+        .arg(&dir)
+        .arg("--port-offset")
+        .arg(offset.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tandem up");
+    let mut line = String::new();
+    BufReader::new(up.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("ready line");
+    let endpoints: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+
+    tandem(&dir, &["domain", "add", "example.com"], "");
+    tandem(
+        &dir,
+        &["account", "add", "alice@example.com", "--password-stdin"],
+        "pw\n",
+    );
+    let shown: serde_json::Value = serde_json::from_str(&tandem(
+        &dir,
+        &["--json", "account", "show", "alice@example.com"],
+        "",
+    ))
+    .expect("json");
+    let cluster = shown["cluster"].as_str().expect("cluster");
+    let lmtp = endpoints["lmtp"][cluster].as_str().expect("lmtp endpoint");
+    let pop3s = endpoints["pop3s"].as_str().expect("pop3s endpoint");
+    let script = "import smtplib, poplib, ssl, sys\n\
+        h, p = sys.argv[1].split(':')\n\
+        c = smtplib.LMTP(h, int(p))\nc.sendmail('a@example.org', ['alice@example.com'], b'Subject: up\\r\\n\\r\\nhi\\r\\n')\nc.quit()\n\
+        h, p = sys.argv[2].split(':')\n\
+        s = poplib.POP3_SSL(h, int(p), context=ssl._create_unverified_context())\n\
+        s.user('alice@example.com')\ns.pass_('pw')\nprint(s.stat()[0])\ns.quit()\n";
+    let out = Command::new("python3")
+        .args(["-c", script, lmtp, pop3s])
+        .output()
+        .expect("python3 (package python3)");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // SIGTERM: every child drains and exits, then `up` itself.
+    let pid = rustix::process::Pid::from_raw(up.id() as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("kill");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = up.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "tandem up did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status}");
+    let pop3s_port: u16 = pop3s
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", pop3s_port)).is_err(),
+        "the frontend is gone"
+    );
+}
