@@ -60,6 +60,10 @@ pub async fn run(
         secret: cfg.backend_login.read_secret().map_err(setup)?,
         trusted: cfg.trusted_networks.union(&NetList::loopback()),
         metrics,
+        penalty: crate::penalty::Penalty::new(
+            cfg.limits.auth_failure_delay,
+            Duration::from_secs(15),
+        ),
     });
     let listener = |name: &'static str, implicit_tls: bool| {
         let mut l = ListenerConfig::new(name);

@@ -4,11 +4,13 @@
 //! - [`config`]: the `frontend:` section;
 //! - [`route`]: account -> healthy node of its cluster, PROXY v2 header;
 //! - [`pop3`]: the POP3 proxy;
+//! - [`penalty`]: growing delays for addresses that fail to log in;
 //! - `splice`: the byte pump after login;
 //! - [`daemon`]: `tandem frontend`.
 
 pub mod config;
 pub mod daemon;
+pub mod penalty;
 pub mod pop3;
 pub mod route;
 mod splice;
@@ -34,6 +36,8 @@ pub struct Frontend {
     /// Clients allowed to log in without TLS (loopback always).
     pub trusted: NetList,
     pub metrics: FrontendMetrics,
+    /// Failed logins slow down further attempts from the same address.
+    pub penalty: penalty::Penalty,
 }
 
 impl Frontend {

@@ -287,6 +287,11 @@ impl Session<'_> {
     /// Checks the password; `Err` carries the reply for the client.
     async fn authenticate(&mut self, plain: &Plain) -> Result<Arc<Account>, &'static str> {
         let fe = self.fe;
+        // An address that has been failing waits before it is even checked.
+        let wait = fe.penalty.delay(self.client.ip());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
         let user = match Address::parse(&plain.authcid) {
             Ok(u)
                 if plain.authzid.is_empty()
@@ -324,6 +329,7 @@ impl Session<'_> {
 
     async fn failed(&mut self, who: &str) {
         self.fe.metrics.login("failed");
+        self.fe.penalty.failed(self.client.ip());
         self.failures += 1;
         tracing::info!(user = %who, client = %self.client, session = %self.session, "login failed");
         tokio::time::sleep(self.fe.limits.auth_failure_delay).await;

@@ -103,3 +103,85 @@ fn one_frontend_reaches_accounts_on_two_clusters() {
         assert!(m.contains(want), "missing {want} in\n{m}");
     }
 }
+
+/// An address hammering wrong passwords is slowed down more and more; a
+/// user at another address logs in at once meanwhile.
+#[test]
+fn a_password_guesser_does_not_slow_down_other_users() {
+    let b = Backend::start().expect("backend");
+    b.add_account("alice@example.com", "alice-pw")
+        .expect("alice");
+    // The guesser comes through a "load balancer" at 127.0.0.3 that says
+    // the client is 203.0.113.66; alice connects directly.
+    // Plaintext logins are allowed from its network so that the guesses
+    // reach the password check.
+    let fe = Frontend::start(
+        &b,
+        "  proxy_protocol_from: [127.0.0.3/32]\n  trusted_networks: [203.0.113.0/24]\n",
+    )
+    .expect("frontend");
+    let port = fe.pop3_addr().port().to_string();
+    let script = r#"
+import socket, sys, threading, time, poplib
+port = int(sys.argv[1])
+stop = time.time() + 6
+fails = [0]
+def guess():
+    while time.time() < stop:
+        try:
+            s = socket.create_connection(('127.0.0.1', port), timeout=30, source_address=('127.0.0.3', 0))
+            s.sendall(b'PROXY TCP4 203.0.113.66 127.0.0.1 4000 110\r\n')
+            f = s.makefile('rb')
+            f.readline()
+            while time.time() < stop:
+                s.sendall(b'USER alice@example.com\r\nPASS guess\r\n')
+                f.readline()
+                reply = f.readline()
+                if reply == b'':
+                    break  # closed after too many failures: reconnect
+                if not reply.startswith(b'-ERR'):
+                    print('guess accepted', reply); return
+                fails[0] += 1
+            s.close()
+        except OSError:
+            pass
+threads = [threading.Thread(target=guess) for _ in range(50)]
+for t in threads: t.start()
+time.sleep(2)
+t0 = time.time()
+p = poplib.POP3('127.0.0.1', port, timeout=10)
+p.user('alice@example.com')
+p.pass_('alice-pw')
+p.quit()
+print('alice', round(time.time() - t0, 2))
+for t in threads: t.join(timeout=40)
+print('fails', fails[0])
+"#;
+    let out = python(script, &[&port]);
+    let alice: f64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("alice "))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        alice < 2.0,
+        "alice waited {alice} s behind the guesser: {out}"
+    );
+    assert!(!out.contains("guess accepted"), "{out}");
+    let fails: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("fails "))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_default();
+    // 50 connections for 6 s with 100 ms base delay doubling per failure:
+    // without the penalty that would be thousands.
+    assert!(
+        fails > 0 && fails < 600,
+        "{fails} guesses went through: {out}"
+    );
+    let log = fe.log();
+    assert!(
+        log.contains("203.0.113.66"),
+        "failures are logged with the real address"
+    );
+}
