@@ -185,3 +185,62 @@ print('fails', fails[0])
         "failures are logged with the real address"
     );
 }
+
+/// haproxy with send-proxy-v2 in front of two frontends: the backend sees
+/// the real client, and stopping one frontend loses no new logins.
+#[test]
+fn haproxy_in_front_of_two_frontends() {
+    let b = Backend::start().expect("backend");
+    b.add_account("alice@example.com", "alice-pw")
+        .expect("alice");
+    b.add_account("carol@example.com", "carol-pw")
+        .expect("carol");
+    let lb = "  proxy_protocol_from: [127.0.0.1/32]\n";
+    let mut fe1 = Frontend::start(&b, lb).expect("frontend 1");
+    let fe2 = Frontend::start(&b, lb).expect("frontend 2");
+    let haproxy =
+        tests::servers::Haproxy::start(&[fe1.pop3_addr(), fe2.pop3_addr()]).expect("haproxy");
+    let port = haproxy.addr().port().to_string();
+    // Clients come from 127.0.0.5, which only the PROXY headers can tell.
+    let script = "import poplib, socket, sys\n\
+        ok = 0\n\
+        for i in range(int(sys.argv[2])):\n\
+        \x20   p = poplib.POP3.__new__(poplib.POP3)\n\
+        \x20   p.host, p.port, p._tls_established = '127.0.0.1', int(sys.argv[1]), False\n\
+        \x20   p.sock = socket.create_connection(('127.0.0.1', int(sys.argv[1])), 10, source_address=('127.0.0.5', 0))\n\
+        \x20   p.file = p.sock.makefile('rb')\n\
+        \x20   p._debugging = 0\n\
+        \x20   p.welcome = p._getresp()\n\
+        \x20   p.user(sys.argv[3])\n\
+        \x20   p.pass_(sys.argv[4])\n\
+        \x20   p.quit()\n\
+        \x20   ok += 1\n\
+        print(ok)\n";
+    let logins = |n: &str, u: &str, pw: &str| python(script, &[&port, n, u, pw]).trim().to_owned();
+    assert_eq!(logins("4", "alice@example.com", "alice-pw"), "4");
+    let log = b.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("logged in"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("client=127.0.0.5:"),
+        "the backend names the real client: {line}"
+    );
+    let m1 = fe1.metrics();
+    assert!(
+        m1.contains("tandem_frontend_logins_total{result=\"ok\"} 2"),
+        "round robin: {m1}"
+    );
+
+    fe1.stop();
+    assert_eq!(
+        logins("6", "carol@example.com", "carol-pw"),
+        "6",
+        "no login lost with one frontend down"
+    );
+    assert!(
+        fe2.metrics()
+            .contains("tandem_frontend_logins_total{result=\"ok\"}")
+    );
+}

@@ -28,11 +28,13 @@
 //! that starts a server, see [`remove_stale_dirs`].
 
 pub mod dovecot;
+pub mod haproxy;
 pub mod mariadb;
 pub mod postgres;
 pub mod slapd;
 
 pub use dovecot::Dovecot;
+pub use haproxy::Haproxy;
 pub use mariadb::MariaDb;
 pub use postgres::Postgres;
 pub use slapd::Slapd;
