@@ -8,7 +8,7 @@
 //!     identity: tandem-proxy
 //!     secret_file: /etc/tandem/proxy.secret
 //!   tls: { cert: /etc/tandem/tls.crt, key: /etc/tandem/tls.key }
-//!   listen: { pop3: 0.0.0.0:110, pop3s: 0.0.0.0:995, admin: 127.0.0.1:9100 }
+//!   listen: { imap: 0.0.0.0:143, imaps: 0.0.0.0:993, pop3: 0.0.0.0:110, pop3s: 0.0.0.0:995, admin: 127.0.0.1:9100 }
 //! ```
 
 use std::net::SocketAddr;
@@ -72,6 +72,11 @@ pub struct TlsFiles {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Listen {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imap: Option<SocketAddr>,
+    /// IMAP over implicit TLS; needs `tls`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imaps: Option<SocketAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pop3: Option<SocketAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

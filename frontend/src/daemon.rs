@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::FrontendConfig;
+use crate::imap::ImapProxy;
 use crate::pop3::Pop3Proxy;
 use crate::route::Router;
 use crate::{Frontend, FrontendMetrics};
@@ -76,6 +77,8 @@ pub async fn run(
     };
     let mut bound = Vec::new();
     for (name, addr) in [
+        ("imap", cfg.listen.imap),
+        ("imaps", cfg.listen.imaps),
         ("pop3", cfg.listen.pop3),
         ("pop3s", cfg.listen.pop3s),
         ("admin", cfg.listen.admin),
@@ -93,6 +96,17 @@ pub async fn run(
     for (name, tcp) in bound {
         tracing::info!(listener = name, local = ?tcp.local_addr().ok(), "listening");
         match name {
+            "imap" | "imaps" => {
+                let p = Arc::new(ImapProxy::new(fe.clone()));
+                let l = listener(name, name == "imaps");
+                tracker.spawn(shared::net::serve(
+                    tcp,
+                    l,
+                    p,
+                    listener_metrics.clone(),
+                    sessions.clone(),
+                ));
+            }
             "pop3" | "pop3s" => {
                 let p = Arc::new(Pop3Proxy::new(fe.clone()));
                 let l = listener(name, name == "pop3s");

@@ -3,6 +3,7 @@
 //!
 //! - [`config`]: the `frontend:` section;
 //! - [`route`]: account -> healthy node of its cluster, PROXY v2 header;
+//! - [`imap`]: the IMAP proxy;
 //! - [`pop3`]: the POP3 proxy;
 //! - [`penalty`]: growing delays for addresses that fail to log in;
 //! - `splice`: the byte pump after login;
@@ -10,6 +11,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod imap;
 pub mod penalty;
 pub mod pop3;
 pub mod route;

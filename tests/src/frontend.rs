@@ -15,6 +15,7 @@ pub struct Frontend {
     process: Option<Process>,
     dir: InstanceDir,
     pop3: SocketAddr,
+    imap: SocketAddr,
     admin: SocketAddr,
 }
 
@@ -24,12 +25,13 @@ impl Frontend {
     pub fn start(backend: &Backend, extra: &str) -> anyhow::Result<Frontend> {
         let dir = InstanceDir::create("frontend")?;
         let pop3 = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let imap = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let config = dir.path().join("tandem.yaml");
         let text = format!(
             "locator:\n  sql:\n    url: sqlite://{db}\n  cache:\n    ttl: 1s\n    negative_ttl: 1s\n    stale_for: 1h\n    retry_after: 1s\n\
              frontend:\n  source_address: 127.0.0.2\n  backend_login:\n    identity: {PROXY_IDENTITY}\n    secret: {PROXY_SECRET}\n\
-             \x20 listen:\n    pop3: {pop3}\n    admin: {admin}\n\
+             \x20 listen:\n    imap: {imap}\n    pop3: {pop3}\n    admin: {admin}\n\
              \x20 limits:\n    auth_failure_delay: 100ms\n    connect_timeout: 1s\n{extra}",
             db = backend.locator_db().display(),
         );
@@ -50,12 +52,17 @@ impl Frontend {
             process: Some(p),
             dir,
             pop3,
+            imap,
             admin,
         })
     }
 
     pub fn pop3_addr(&self) -> SocketAddr {
         self.pop3
+    }
+
+    pub fn imap_addr(&self) -> SocketAddr {
+        self.imap
     }
 
     pub fn metrics(&self) -> String {

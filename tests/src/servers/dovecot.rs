@@ -18,6 +18,7 @@ pub struct Dovecot {
     dir: InstanceDir,
     lmtp: SocketAddr,
     pop3: SocketAddr,
+    imap: Option<SocketAddr>,
 }
 
 impl Dovecot {
@@ -71,7 +72,81 @@ impl Dovecot {
             dir,
             lmtp,
             pop3,
+            imap: None,
         })
+    }
+
+    /// Dovecot as an IMAP backend behind a proxy: `users` plus a master
+    /// user `master` (the proxy identity, SASL PLAIN with authzid = user),
+    /// PROXY v2 headers required from `proxy_from`, which is also trusted
+    /// to pass the client's address in ID.
+    pub fn start_imap(
+        users: &[(&str, &str)],
+        master: (&str, &str),
+        proxy_from: &str,
+    ) -> anyhow::Result<Dovecot> {
+        let bin = find_binary(&["dovecot"], &[]).context(
+            "dovecot not found: install the Debian packages dovecot-imapd dovecot-lmtpd",
+        )?;
+        let dir = InstanceDir::create("dovecot")?;
+        let imap = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let lmtp = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let d = dir.path();
+        let mail = d.join("mail");
+        fs::create_dir(&mail)?;
+        chown_nobody(&mail)?;
+        let passwd: String = users
+            .iter()
+            .map(|(u, p)| format!("{u}:{{PLAIN}}{p}\n"))
+            .collect();
+        fs::write(d.join("users.passwd"), passwd)?;
+        fs::write(
+            d.join("master.passwd"),
+            format!("{}:{{PLAIN}}{}\n", master.0, master.1),
+        )?;
+        let conf = format!(
+            "base_dir = {d}/run\nstate_dir = {d}/state\ninstance_name = tandem-peer-{port}\n\
+             listen = 127.0.0.1\nprotocols = imap lmtp\nssl = no\n\
+             disable_plaintext_auth = no\nauth_mechanisms = plain\n\
+             log_path = {d}/dovecot.log\n\
+             haproxy_trusted_networks = {proxy_from}\nlogin_trusted_networks = {proxy_from}\n\
+             mail_location = maildir:{d}/mail/%u\nmail_uid = nobody\nmail_gid = nogroup\n\
+             passdb {{\n  driver = passwd-file\n  args = {d}/master.passwd\n  master = yes\n  result_success = continue\n}}\n\
+             passdb {{\n  driver = passwd-file\n  args = {d}/users.passwd\n}}\n\
+             userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home={d}/mail/%u\n}}\n\
+             service imap-login {{\n  inet_listener imap {{\n    port = {imapp}\n    haproxy = yes\n  }}\n  \
+             inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
+             service lmtp {{\n  inet_listener lmtp {{\n    address = 127.0.0.1\n    port = {lmtpp}\n  }}\n}}\n\
+             protocol lmtp {{\n  postmaster_address = postmaster@example.com\n}}\n",
+            d = d.display(),
+            port = imap.port(),
+            imapp = imap.port(),
+            lmtpp = lmtp.port(),
+        );
+        let conf_path = d.join("dovecot.conf");
+        fs::write(&conf_path, conf)?;
+        let mut cmd = Command::new(bin);
+        cmd.arg("-F").arg("-c").arg(&conf_path);
+        let mut process = Process::spawn("dovecot", cmd, &d.join("stdout.log"), Signal::TERM)?;
+        process
+            .wait_ready(|| TcpStream::connect_timeout(&lmtp, Duration::from_millis(200)).is_ok())?;
+        Ok(Dovecot {
+            process: Some(process),
+            dir,
+            lmtp,
+            pop3: imap,
+            imap: Some(imap),
+        })
+    }
+
+    /// The IMAP listener of [`start_imap`](Self::start_imap).
+    pub fn imap_addr(&self) -> Option<SocketAddr> {
+        self.imap
+    }
+
+    /// Dovecot's own log.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
     }
 
     pub fn lmtp_addr(&self) -> SocketAddr {
