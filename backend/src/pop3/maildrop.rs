@@ -1,11 +1,19 @@
-//! The maildrop of one POP3 session: INBOX as it was at login, numbered
-//! 1..n, with the session's deletions; and messages put on the wire.
+//! The maildrop of one POP3 session (RFC 1939 §3, §5): INBOX as it was at
+//! login, numbered 1..n, with the session's deletions and retrievals.
+//!
+//! The session keeps no `Mailbox` between commands: a long-lived one would
+//! hold a stale UID list, and syncing it later (a message renamed by
+//! another client, at UPDATE) could hand out UIDs another session already
+//! gave. Reads go to the file the snapshot names; the mailbox is opened
+//! afresh, under the index lock, only to find a renamed file and at UPDATE.
 
+use std::collections::HashMap;
+use std::fs;
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
 
 use crate::accounts::Opened;
-use crate::store::{Mailbox, quota};
+use crate::store::quota;
 
 /// One message of the snapshot.
 #[derive(Debug, Clone)]
@@ -15,36 +23,80 @@ pub struct Entry {
     pub octets: u64,
     /// Size on disk, for the quota bookkeeping when it is deleted.
     pub size: u64,
+    /// The file, relative to the Maildir (`new/...` or `cur/...`).
+    file: Box<str>,
     pub deleted: bool,
+    /// RETR'd: gets \Seen when the session ends.
     pub retrieved: bool,
 }
 
-pub struct Maildrop {
-    pub entries: Vec<Entry>,
-    pub uid_validity: u32,
-    mailbox: Arc<Mutex<Mailbox>>,
+impl Entry {
+    fn in_new(&self) -> bool {
+        self.file.starts_with("new/")
+    }
 }
 
-fn lock(m: &Mutex<Mailbox>) -> std::sync::MutexGuard<'_, Mailbox> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+/// Dovecot's default UIDL (`%08Xu%08Xv`, lower-case hex): stable across
+/// sessions, restarts and nodes as long as the UID list is, and the same
+/// Dovecot gives for a mailbox it shares the UIDs of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Uidl {
+    pub uid: u32,
+    pub uid_validity: u32,
+}
+
+impl std::fmt::Display for Uidl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:08x}{:08x}", self.uid, self.uid_validity)
+    }
+}
+
+/// Why message `n` cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    NoSuch,
+    Deleted,
+}
+
+/// What the end of a session changed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    pub deleted: usize,
+    pub deleted_octets: u64,
+}
+
+pub struct Maildrop {
+    entries: Vec<Entry>,
+    pub uid_validity: u32,
+    dir: PathBuf,
 }
 
 impl Maildrop {
-    /// Opens and syncs INBOX (under the account's index lock).
+    /// Opens and syncs INBOX under the account's index lock, and takes the
+    /// snapshot.
     pub async fn open(opened: &Opened) -> io::Result<Maildrop> {
         let _index = opened.index_lock().await;
         opened
             .run(|store| -> io::Result<Maildrop> {
                 let mut mb = store.open_mailbox("INBOX").map_err(io::Error::other)?;
-                let uids: Vec<(u32, u64)> = mb.messages().iter().map(|m| (m.uid, m.size)).collect();
-                let mut entries = Vec::with_capacity(uids.len());
-                for (uid, size) in uids {
-                    // A message that vanished since the sync is left out.
+                let found: Vec<(u32, u64, String)> = mb
+                    .messages()
+                    .iter()
+                    .map(|m| {
+                        let sub = if m.in_new { "new" } else { "cur" };
+                        (m.uid, m.size, format!("{sub}/{}", m.file_name()))
+                    })
+                    .collect();
+                let mut entries = Vec::with_capacity(found.len());
+                for (uid, size, file) in found {
+                    // Read from the name when it says; a message that
+                    // vanished since the sync is left out.
                     let Ok(octets) = mb.vsize(uid) else { continue };
                     entries.push(Entry {
                         uid,
                         octets,
                         size,
+                        file: file.into(),
                         deleted: false,
                         retrieved: false,
                     });
@@ -52,160 +104,204 @@ impl Maildrop {
                 Ok(Maildrop {
                     entries,
                     uid_validity: mb.uid_validity(),
-                    mailbox: Arc::new(Mutex::new(mb)),
+                    dir: mb.dir().to_owned(),
                 })
             })
             .await
             .map_err(io::Error::other)?
     }
 
+    /// Messages in the snapshot, deleted ones included (they keep their number).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// The live (not deleted) message `n` (1-based).
-    pub fn get(&self, n: u32) -> Result<&Entry, &'static str> {
+    pub fn get(&self, n: u32) -> Result<&Entry, Missing> {
         match self.entries.get((n as usize).wrapping_sub(1)) {
-            None => Err("There's no such message."),
-            Some(e) if e.deleted => Err("Message is deleted."),
+            None => Err(Missing::NoSuch),
+            Some(e) if e.deleted => Err(Missing::Deleted),
             Some(e) => Ok(e),
         }
     }
 
-    pub fn uidl(&self, e: &Entry) -> String {
-        // Dovecot's default form (%08Xu%08Xv): stable while the UID list is.
-        format!("{:08x}{:08x}", e.uid, self.uid_validity)
+    /// Live messages with their numbers.
+    pub fn live(&self) -> impl Iterator<Item = (usize, &Entry)> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| !e.deleted)
+            .map(|(i, e)| (i + 1, e))
+    }
+
+    /// Messages marked deleted in this session.
+    pub fn marked_deleted(&self) -> usize {
+        self.entries.iter().filter(|e| e.deleted).count()
+    }
+
+    /// Marks message `n` deleted; UPDATE expunges it.
+    pub fn delete(&mut self, n: u32) -> Result<(), Missing> {
+        self.get(n)?;
+        self.entries[n as usize - 1].deleted = true;
+        Ok(())
+    }
+
+    pub fn mark_retrieved(&mut self, n: u32) {
+        if let Some(e) = self.entries.get_mut((n as usize).wrapping_sub(1)) {
+            e.retrieved = true;
+        }
+    }
+
+    /// RSET: nothing deleted, nothing retrieved (as Dovecot, which also
+    /// forgets the \Seen marks to come).
+    pub fn reset(&mut self) {
+        for e in &mut self.entries {
+            e.deleted = false;
+            e.retrieved = false;
+        }
+    }
+
+    pub fn uidl(&self, e: &Entry) -> Uidl {
+        Uidl {
+            uid: e.uid,
+            uid_validity: self.uid_validity,
+        }
     }
 
     /// Messages and octets not deleted.
     pub fn stat(&self) -> (usize, u64) {
-        self.entries
-            .iter()
-            .filter(|e| !e.deleted)
-            .fold((0, 0), |(n, o), e| (n + 1, o + e.octets))
+        self.live()
+            .fold((0, 0), |(n, o), (_, e)| (n + 1, o + e.octets))
     }
 
-    /// Reads message `uid` as stored (LF line ends).
-    pub async fn read(&self, opened: &Opened, uid: u32) -> io::Result<Vec<u8>> {
-        let mb = self.mailbox.clone();
-        opened
-            .run(move |_| lock(&mb).read(uid))
+    /// Reads message `n` as stored (LF line ends). `NotFound` when it was
+    /// expunged by another session.
+    pub async fn read(&mut self, opened: &Opened, n: u32) -> io::Result<Vec<u8>> {
+        let Ok(e) = self.get(n) else {
+            return Err(io::ErrorKind::NotFound.into());
+        };
+        let (uid, path) = (e.uid, self.dir.join(&*e.file));
+        match opened.run(move |_| fs::read(path)).await {
+            Ok(Err(err)) if err.kind() == io::ErrorKind::NotFound => {}
+            Ok(r) => return r,
+            Err(err) => return Err(io::Error::other(err)),
+        }
+        // Renamed since the snapshot (a flag change elsewhere): ask the
+        // mailbox where it is now.
+        let _index = opened.index_lock().await;
+        let found = opened
+            .run(move |store| -> io::Result<(String, Vec<u8>)> {
+                let mb = store.open_mailbox("INBOX").map_err(io::Error::other)?;
+                let m = mb.get(uid).ok_or(io::ErrorKind::NotFound)?;
+                let sub = if m.in_new { "new" } else { "cur" };
+                Ok((format!("{sub}/{}", m.file_name()), fs::read(mb.path(m))?))
+            })
             .await
-            .map_err(io::Error::other)?
+            .map_err(io::Error::other)??;
+        self.entries[n as usize - 1].file = found.0.into();
+        Ok(found.1)
     }
 
-    /// The UPDATE state: expunges the deleted messages, marks the retrieved
-    /// ones \Seen and moves everything out of `new/`, as Dovecot does.
-    /// Returns how many were deleted.
-    pub async fn commit(&self, opened: &Opened) -> io::Result<usize> {
-        let deleted: Vec<u32> = self
+    /// The end of the session. With `update` (QUIT, RFC 1939 §6) the
+    /// deleted messages are expunged; in any case the retrieved ones get
+    /// \Seen and every message of the snapshot leaves `new/`, as Dovecot
+    /// does. Deletions are durable before this returns; on an error some
+    /// may be done and the others are not, never half of one.
+    pub async fn commit(&self, opened: &Opened, update: bool) -> io::Result<Committed> {
+        let deleted: Vec<u32> = if update {
+            self.entries
+                .iter()
+                .filter(|e| e.deleted)
+                .map(|e| e.uid)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let touched: Vec<(u32, bool)> = self
             .entries
             .iter()
-            .filter(|e| e.deleted)
-            .map(|e| e.uid)
+            .filter(|e| !(update && e.deleted) && (e.retrieved || e.in_new()))
+            .map(|e| (e.uid, e.retrieved))
             .collect();
-        let freed: u64 = self
+        if deleted.is_empty() && touched.is_empty() {
+            return Ok(Committed::default());
+        }
+        let sizes: HashMap<u32, (u64, u64)> = self
             .entries
             .iter()
-            .filter(|e| e.deleted)
-            .map(|e| e.size)
-            .sum();
-        let seen: Vec<u32> = self
-            .entries
-            .iter()
-            .filter(|e| e.retrieved && !e.deleted)
-            .map(|e| e.uid)
+            .filter(|e| update && e.deleted)
+            .map(|e| (e.uid, (e.size, e.octets)))
             .collect();
-        let mb = self.mailbox.clone();
         let _index = opened.index_lock().await;
         opened
-            .run(move |store| -> io::Result<usize> {
-                let mut mb = lock(&mb);
-                let gone = mb.expunge(&deleted)?;
-                if !gone.is_empty() {
-                    let _ = quota::add(store.dir(), -(freed as i64), -(gone.len() as i64));
-                }
-                for uid in seen {
-                    let Some(m) = mb.get(uid) else { continue };
-                    let mut info = m.info.clone();
-                    if !info.contains('S') {
-                        info.push('S');
-                        let mut letters: Vec<char> = info.chars().collect();
-                        letters.sort_unstable();
-                        info = letters.into_iter().collect();
+            .run(move |store| -> io::Result<Committed> {
+                let mut mb = store.open_mailbox("INBOX").map_err(io::Error::other)?;
+                let mut done = Committed::default();
+                if !deleted.is_empty() {
+                    let gone = mb.expunge(&deleted)?;
+                    let (mut bytes, mut octets) = (0, 0);
+                    for (size, vsize) in gone.iter().filter_map(|u| sizes.get(u)) {
+                        bytes += size;
+                        octets += vsize;
                     }
+                    if !gone.is_empty() {
+                        let _ = quota::add(store.dir(), -(bytes as i64), -(gone.len() as i64));
+                    }
+                    done = Committed {
+                        deleted: gone.len(),
+                        deleted_octets: octets,
+                    };
+                }
+                for (uid, seen) in touched {
+                    // Gone meanwhile (expunged by another client): nothing to do.
+                    let Some(m) = mb.get(uid) else { continue };
+                    let info = if seen {
+                        with_seen(&m.info)
+                    } else {
+                        m.info.clone()
+                    };
+                    // Renames to cur/ even when the letters stay the same.
                     mb.set_info(uid, &info)?;
                 }
-                mb.mark_old()?;
-                Ok(gone.len())
+                Ok(done)
             })
             .await
             .map_err(io::Error::other)?
     }
 }
 
-/// Appends `body` (LF or CRLF line ends) to `out` as a POP3 multi-line
-/// answer: CRLF line ends, dot-stuffed, ending with `.CRLF`. With `top`,
-/// only the header, the blank line and the first `top` body lines.
-pub fn put_message(body: &[u8], top: Option<u32>, out: &mut Vec<u8>) {
-    out.reserve(body.len() + body.len() / 32 + 8);
-    let mut in_body = false;
-    let mut body_lines = 0u32;
-    let mut rest = body;
-    while !rest.is_empty() {
-        if in_body && top.is_some_and(|t| body_lines >= t) {
-            break;
-        }
-        let (line, next) = match rest.iter().position(|&b| b == b'\n') {
-            Some(i) => (&rest[..i], &rest[i + 1..]),
-            None => (rest, &rest[rest.len()..]),
-        };
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.first() == Some(&b'.') {
-            out.push(b'.');
-        }
-        out.extend_from_slice(line);
-        out.extend_from_slice(b"\r\n");
-        if in_body {
-            body_lines += 1;
-        } else if line.is_empty() {
-            in_body = true;
-        }
-        rest = next;
+/// Maildir info letters with `S` added in its ASCII place, others kept.
+fn with_seen(info: &str) -> String {
+    if info.contains('S') {
+        return info.to_owned();
     }
-    out.extend_from_slice(b".\r\n");
+    let at = info.find(|c: char| c > 'S').unwrap_or(info.len());
+    let mut s = String::with_capacity(info.len() + 1);
+    s.push_str(&info[..at]);
+    s.push('S');
+    s.push_str(&info[at..]);
+    s
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn wire(body: &str, top: Option<u32>) -> String {
-        let mut out = Vec::new();
-        put_message(body.as_bytes(), top, &mut out);
-        String::from_utf8(out).unwrap()
-    }
-
     #[test]
-    fn table() {
-        let cases: &[(&str, Option<u32>, &str)] = &[
-            ("S: x\n\nbody\n", None, "S: x\r\n\r\nbody\r\n.\r\n"),
-            ("S: x\r\n\r\nbody\r\n", None, "S: x\r\n\r\nbody\r\n.\r\n"),
-            (
-                "S: x\n\n.dot\n..two\n.\n",
-                None,
-                "S: x\r\n\r\n..dot\r\n...two\r\n..\r\n.\r\n",
-            ),
-            (
-                "S: x\n\nno newline at end",
-                None,
-                "S: x\r\n\r\nno newline at end\r\n.\r\n",
-            ),
-            ("S: x\n\n1\n2\n3\n", Some(0), "S: x\r\n\r\n.\r\n"),
-            ("S: x\n\n1\n2\n3\n", Some(2), "S: x\r\n\r\n1\r\n2\r\n.\r\n"),
-            ("S: x\n\n1\n", Some(10), "S: x\r\n\r\n1\r\n.\r\n"),
-            ("S: only headers\n", Some(3), "S: only headers\r\n.\r\n"),
-            ("", None, ".\r\n"),
-            ("a\rb\n", None, "a\rb\r\n.\r\n"),
-        ];
-        for (body, top, want) in cases {
-            assert_eq!(wire(body, *top), *want, "{body:?} top {top:?}");
+    fn seen_letter_goes_in_order() {
+        for (info, want) in [
+            ("", "S"),
+            ("S", "S"),
+            ("FR", "FRS"),
+            ("RT", "RST"),
+            ("Fab", "FSab"),
+            ("a", "Sa"),
+        ] {
+            assert_eq!(with_seen(info), want);
         }
     }
 }

@@ -1,17 +1,25 @@
-//! The POP3 server (RFC 1939) with CAPA, RESP-CODES, AUTH-RESP-CODE,
+//! The POP3 server (RFC 1939) with CAPA, RESP-CODES, AUTH-RESP-CODE and
 //! PIPELINING (RFC 2449), SASL PLAIN (RFC 5034) and STLS (RFC 2595).
 //!
-//! - [`command`]: command lines to commands, pure;
-//! - [`maildrop`]: INBOX as the session sees it, and messages on the wire;
-//! - `session`: the AUTHORIZATION / TRANSACTION / UPDATE state machine.
+//! - [`command`]: command lines to commands, pure (shared with the
+//!   frontend's proxy);
+//! - [`maildrop`]: INBOX as the session sees it;
+//! - [`wire`]: messages on the wire (CRLF, dot-stuffing, TOP);
+//! - `session`: the connection loop and how a session ends;
+//! - `login`: the AUTHORIZATION state; `transaction`: the TRANSACTION state.
 //!
 //! A session holds the account's exclusive POP3 lock for its whole life (a
 //! second one gets `[IN-USE]`), and deletions happen only in UPDATE, after
 //! QUIT: a dropped connection deletes nothing.
 
 pub use shared::pop3 as command;
+mod login;
 pub mod maildrop;
 mod session;
+mod transaction;
+pub mod wire;
+
+pub use session::{ConnInfo, Transport};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,9 +47,10 @@ pub struct Pop3Config {
     /// password guessing without costing the server anything).
     #[serde(with = "shared::config::duration")]
     pub auth_failure_delay: Duration,
-    /// Failed logins per connection before it is closed.
+    /// Failed logins on one connection; the last one's answer closes it.
     pub max_auth_failures: u32,
-    /// Commands accepted before a successful login.
+    /// Command lines (CAPA and bad ones included) accepted before a
+    /// successful login; one more closes the connection.
     pub max_commands_before_auth: u32,
 }
 
@@ -68,12 +77,16 @@ impl Validate for Pop3Config {
         if self.auth_failure_delay > Duration::from_secs(30) {
             p.push(at, "auth_failure_delay", "must be at most 30s");
         }
-        if self.max_auth_failures == 0 || self.max_commands_before_auth == 0 {
-            p.push(at, "max_auth_failures", "limits must be above 0");
+        if self.max_auth_failures == 0 {
+            p.push(at, "max_auth_failures", "must be at least 1");
+        }
+        if self.max_commands_before_auth == 0 {
+            p.push(at, "max_commands_before_auth", "must be at least 1");
         }
     }
 }
 
+/// The `result` label of `tandem_pop3_logins_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
     pub result: &'static str,
@@ -82,16 +95,20 @@ pub struct ResultLabel {
 /// `tandem_pop3_*` metrics.
 #[derive(Clone, Default)]
 pub struct Pop3Metrics {
+    /// Connections served.
     pub sessions: Counter,
     /// `ok`, `failed`, `suspended`, `unavailable`, `in_use`.
     pub logins: Family<ResultLabel, Counter>,
+    /// Bytes of RETR and TOP answers.
     pub retrieved_bytes: Counter,
+    /// Messages expunged at QUIT.
     pub deleted: Counter,
     /// Store operations that failed (I/O, index).
     pub store_errors: Counter,
 }
 
 impl Pop3Metrics {
+    /// Registers the `tandem_pop3_*` metrics in `registry`.
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
         let r = registry.sub_registry_with_prefix("tandem_pop3");
@@ -116,6 +133,7 @@ impl Pop3Metrics {
     }
 }
 
+/// The POP3 service of a backend node.
 pub struct Pop3 {
     node: Arc<Node>,
     cfg: Pop3Config,
@@ -126,15 +144,34 @@ impl Pop3 {
     pub fn new(node: Arc<Node>, cfg: Pop3Config, metrics: Pop3Metrics) -> Self {
         Pop3 { node, cfg, metrics }
     }
+
+    /// Serves one connection over any transport (the listener's streams,
+    /// test pipes).
+    pub async fn serve_on<S: Transport>(
+        &self,
+        stream: S,
+        info: ConnInfo,
+        shutdown: CancellationToken,
+    ) {
+        self.metrics.sessions.inc();
+        session::run(self, stream, info, shutdown).await;
+    }
 }
 
 impl Protocol for Pop3 {
     async fn serve(&self, conn: Conn, shutdown: CancellationToken) {
-        self.metrics.sessions.inc();
-        session::run(self, conn, shutdown).await;
+        let info = ConnInfo {
+            client: conn.client,
+            peer: conn.peer.ip(),
+            tls: conn.tls,
+        };
+        self.serve_on(conn.stream, info, shutdown).await;
     }
 
     fn too_busy(&self) -> &'static [u8] {
         b"-ERR [SYS/TEMP] Too many connections\r\n"
     }
 }
+
+#[cfg(test)]
+mod tests;

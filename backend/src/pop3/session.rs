@@ -1,166 +1,280 @@
-//! One POP3 connection: AUTHORIZATION, TRANSACTION, UPDATE.
+//! One POP3 connection (RFC 1939 §3): the AUTHORIZATION and TRANSACTION
+//! states and how a session ends (UPDATE after QUIT, or not).
+//!
+//! The read loop is one `select!` over reading a line (with the idle
+//! timeout) and shutdown. Answers are collected in one buffer and written
+//! when the client's input runs dry, so a pipelined batch (RFC 2449 §6.6)
+//! gets one write, or when the buffer passes [`FLUSH_AT`], so a batch of
+//! big RETRs never piles up in memory.
 
+use std::future::Future;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
-use shared::net::{Conn, Line, LineReader, Stream};
-use shared::sasl::{Plain, decode_plain};
-use tokio::io::AsyncWriteExt;
+use shared::net::{Line, LineReader, Stream};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::OwnedMutexGuard;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::Pop3;
 use super::command::{Command, ParseError, parse};
-use super::maildrop::{Maildrop, put_message};
+use super::maildrop::{Committed, Maildrop};
 use crate::accounts::Opened;
-use crate::auth::Login;
 
 /// Command lines; AUTH initial responses make them longer than RFC 2449's 255.
-const MAX_LINE: usize = 4096;
-/// Protocol errors tolerated per session.
-const MAX_ERRORS: u32 = 20;
+pub(super) const MAX_LINE: usize = 4096;
+/// Bad commands in a row before the session is closed (Dovecot's limit).
+const MAX_BAD: u32 = 20;
+/// Answers are written once this much is waiting, pipelined or not.
+pub(super) const FLUSH_AT: usize = 64 << 10;
 
-enum State {
+/// A byte stream that may be switched to TLS: the connection, or a test pipe.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + Sized {
+    fn is_tls(&self) -> bool;
+    fn start_tls(self, acceptor: &TlsAcceptor) -> impl Future<Output = io::Result<Self>> + Send;
+}
+
+impl Transport for Stream {
+    fn is_tls(&self) -> bool {
+        Stream::is_tls(self)
+    }
+
+    async fn start_tls(self, acceptor: &TlsAcceptor) -> io::Result<Self> {
+        self.upgrade(acceptor).await
+    }
+}
+
+/// What the session needs from the connection, besides the stream.
+pub struct ConnInfo {
+    /// The client (from a PROXY header when a trusted frontend sent one).
+    pub client: SocketAddr,
+    /// The TCP peer: who may send passwords in the clear, who is trusted.
+    pub peer: IpAddr,
+    /// For STLS.
+    pub tls: Option<TlsAcceptor>,
+}
+
+pub(super) enum State {
     Authorization { user: Option<String> },
     Transaction(Box<Transaction>),
 }
 
-struct Transaction {
-    opened: Opened,
-    drop: Maildrop,
-    /// The account's POP3 lock, released when the session ends.
-    _exclusive: OwnedMutexGuard<()>,
+pub(super) struct Transaction {
+    pub opened: Opened,
+    pub drop: Maildrop,
+    /// The account's POP3 lock (RFC 1939 §8: exclusive access to the
+    /// maildrop), released when the session ends.
+    pub _exclusive: OwnedMutexGuard<()>,
 }
 
-struct Session<'a> {
-    p: &'a Pop3,
-    peer: IpAddr,
-    client: std::net::SocketAddr,
-    out: Vec<u8>,
-    failures: u32,
-    errors: u32,
-    commands: u32,
-    tls_offered: bool,
+pub(super) struct Io<S> {
+    pub stream: S,
+    pub reader: LineReader,
 }
 
 /// What the loop does after a command.
-enum Next {
+pub(super) enum Next {
     Go,
+    /// Answer, then close (no UPDATE).
     Close,
+    /// QUIT: UPDATE when logged in, then close.
+    Quit,
     StartTls,
 }
 
-pub(super) async fn run(p: &Pop3, conn: Conn, shutdown: CancellationToken) {
-    let Conn {
-        mut stream,
-        client,
-        peer,
-        tls,
-        ..
-    } = conn;
+/// How a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Quit,
+    /// The client closed, the connection broke, or a limit closed it.
+    Closed,
+    Idle,
+    Shutdown,
+}
+
+/// What the session sent, for the logout log line.
+#[derive(Debug, Default)]
+pub(super) struct Stats {
+    pub retr: u32,
+    pub retr_bytes: u64,
+    pub top: u32,
+    pub top_bytes: u64,
+}
+
+pub(super) struct Session<'a> {
+    pub p: &'a Pop3,
+    pub client: SocketAddr,
+    pub peer: IpAddr,
+    pub tls_offered: bool,
+    pub out: Vec<u8>,
+    /// Failed logins so far.
+    pub failures: u32,
+    /// Lines received before login.
+    commands: u32,
+    /// Bad commands in a row.
+    bad: u32,
+    /// The current command was answered with `-ERR`.
+    failed: bool,
+    pub stats: Stats,
+}
+
+pub(super) async fn run<S: Transport>(
+    p: &Pop3,
+    stream: S,
+    info: ConnInfo,
+    shutdown: CancellationToken,
+) {
     let mut s = Session {
         p,
-        peer: peer.ip(),
-        client,
+        client: info.client,
+        peer: info.peer,
+        tls_offered: info.tls.is_some(),
         out: Vec::with_capacity(512),
         failures: 0,
-        errors: 0,
         commands: 0,
-        tls_offered: tls.is_some(),
+        bad: 0,
+        failed: false,
+        stats: Stats::default(),
     };
-    let mut reader = LineReader::new(MAX_LINE);
-    let mut state = State::Authorization { user: None };
     s.out.extend_from_slice(b"+OK Tandem POP3 ready.\r\n");
-    loop {
-        // Answer a pipelined batch at once: write only when no more
-        // commands are already waiting.
-        if reader.buffered().is_empty() && s.flush(&mut stream).await.is_err() {
-            return;
+    let io = Io {
+        stream,
+        reader: LineReader::new(MAX_LINE),
+    };
+    let mut state = State::Authorization { user: None };
+    let (end, io) = s.serve(io, &mut state, info.tls.as_ref(), &shutdown).await;
+    match state {
+        State::Transaction(t) => s.logout(*t, end).await,
+        State::Authorization { .. } if end == End::Quit => {
+            s.out.extend_from_slice(b"+OK Logging out.\r\n");
         }
-        let idle = p.cfg.idle_timeout;
-        let parsed = tokio::select! {
-            _ = shutdown.cancelled() => {
-                s.out.extend_from_slice(b"-ERR [SYS/TEMP] Server shutting down.\r\n");
-                let _ = s.flush(&mut stream).await;
-                return;
-            }
-            r = tokio::time::timeout(idle, reader.read_line(&mut stream)) => match r {
-                Err(_) => {
-                    tracing::info!("idle timeout; closed without UPDATE");
-                    s.out.extend_from_slice(b"-ERR Disconnected for inactivity.\r\n");
-                    let _ = s.flush(&mut stream).await;
-                    return;
-                }
-                Ok(Err(_)) | Ok(Ok(Line::Eof)) => return,
-                Ok(Ok(Line::TooLong)) => Err(ParseError::Syntax("line too long")),
-                Ok(Ok(Line::Line(l))) => parse(l),
-            },
-        };
-        let next = match parsed {
-            Ok(cmd) => s.command(cmd, &mut state, &mut reader, &mut stream).await,
-            Err(ParseError::Unknown) => s.error("Unknown command."),
-            Err(ParseError::Syntax(why)) => s.error(why),
-        };
-        match next {
-            Next::Go => {}
-            Next::Close => {
-                let _ = s.flush(&mut stream).await;
-                let _ = stream.shutdown().await;
-                return;
-            }
-            Next::StartTls => {
-                if s.flush(&mut stream).await.is_err() {
-                    return;
-                }
-                // Whatever the client sent after STLS in plaintext is dropped.
-                reader.clear();
-                let Some(acceptor) = tls.as_ref() else { return };
-                stream = match stream.upgrade(acceptor).await {
-                    Ok(t) => t,
-                    Err(e) => {
-                        tracing::info!(error = %e, "STLS handshake failed");
-                        return;
-                    }
-                };
-            }
-        }
-        if s.out.capacity() > 1 << 20 && s.out.is_empty() {
-            s.out = Vec::with_capacity(512); // give a big RETR's buffer back
-        }
+        State::Authorization { .. } => {}
+    }
+    if let Some(mut io) = io
+        && s.flush(&mut io).await.is_ok()
+    {
+        let _ = io.stream.shutdown().await;
     }
 }
 
 impl Session<'_> {
-    async fn flush(&mut self, stream: &mut Stream) -> io::Result<()> {
-        if !self.out.is_empty() {
-            stream.write_all(&self.out).await?;
-            self.out.clear();
+    /// The command loop; returns how it ended and the connection, unless a
+    /// failed TLS handshake consumed it.
+    async fn serve<S: Transport>(
+        &mut self,
+        mut io: Io<S>,
+        state: &mut State,
+        tls: Option<&TlsAcceptor>,
+        shutdown: &CancellationToken,
+    ) -> (End, Option<Io<S>>) {
+        let idle = self.p.cfg.idle_timeout;
+        loop {
+            if (io.reader.buffered().is_empty() || self.out.len() >= FLUSH_AT)
+                && self.flush(&mut io).await.is_err()
+            {
+                return (End::Closed, Some(io));
+            }
+            let parsed = tokio::select! {
+                _ = shutdown.cancelled() => {
+                    self.out.extend_from_slice(b"-ERR [SYS/TEMP] Server shutting down.\r\n");
+                    return (End::Shutdown, Some(io));
+                }
+                r = tokio::time::timeout(idle, io.reader.read_line(&mut io.stream)) => match r {
+                    Err(_) => {
+                        self.out.extend_from_slice(b"-ERR Disconnected for inactivity.\r\n");
+                        return (End::Idle, Some(io));
+                    }
+                    Ok(Err(_)) | Ok(Ok(Line::Eof)) => return (End::Closed, Some(io)),
+                    Ok(Ok(Line::TooLong)) => Err(ParseError::Syntax("Line too long.")),
+                    Ok(Ok(Line::Line(l))) => parse(l),
+                },
+            };
+            if let State::Authorization { .. } = state {
+                self.commands += 1;
+                if self.commands > self.p.cfg.max_commands_before_auth {
+                    self.out
+                        .extend_from_slice(b"-ERR Too many commands before login.\r\n");
+                    return (End::Closed, Some(io));
+                }
+            }
+            self.failed = false;
+            let next = match parsed {
+                Ok(cmd) => self.command(cmd, state, &mut io, shutdown).await,
+                Err(ParseError::Unknown) => self.err("Unknown command."),
+                Err(ParseError::Syntax(why)) => self.err(why),
+            };
+            if self.failed {
+                self.bad += 1;
+                if self.bad >= MAX_BAD {
+                    self.out
+                        .extend_from_slice(b"-ERR Too many bad commands.\r\n");
+                    return (End::Closed, Some(io));
+                }
+            } else {
+                self.bad = 0;
+            }
+            match next {
+                Next::Go => {}
+                Next::Close => return (End::Closed, Some(io)),
+                Next::Quit => return (End::Quit, Some(io)),
+                Next::StartTls => {
+                    if self.flush(&mut io).await.is_err() {
+                        return (End::Closed, Some(io));
+                    }
+                    // Whatever came after STLS in plaintext is dropped
+                    // (RFC 2595 §4, the STARTTLS injection).
+                    io.reader.clear();
+                    let Some(acceptor) = tls else {
+                        return (End::Closed, Some(io));
+                    };
+                    match tokio::time::timeout(idle, io.stream.start_tls(acceptor)).await {
+                        Ok(Ok(tls_stream)) => io.stream = tls_stream,
+                        Ok(Err(e)) => {
+                            tracing::info!(error = %e, "STLS handshake failed");
+                            return (End::Closed, None);
+                        }
+                        Err(_) => {
+                            tracing::info!("STLS handshake timed out");
+                            return (End::Closed, None);
+                        }
+                    }
+                }
+            }
+            if self.out.is_empty() && self.out.capacity() > 2 * FLUSH_AT {
+                self.out = Vec::with_capacity(512);
+            }
         }
-        stream.flush().await
     }
 
-    fn reply(&mut self, text: &str) -> Next {
-        self.out.extend_from_slice(text.as_bytes());
-        self.out.extend_from_slice(b"\r\n");
-        Next::Go
-    }
-
-    fn error(&mut self, why: &str) -> Next {
-        self.errors += 1;
-        self.out.extend_from_slice(b"-ERR ");
-        self.out.extend_from_slice(why.as_bytes());
-        self.out.extend_from_slice(b"\r\n");
-        if self.errors >= MAX_ERRORS {
-            self.out
-                .extend_from_slice(b"-ERR Too many errors, closing.\r\n");
-            return Next::Close;
+    async fn command<S: Transport>(
+        &mut self,
+        cmd: Command,
+        state: &mut State,
+        io: &mut Io<S>,
+        shutdown: &CancellationToken,
+    ) -> Next {
+        match (cmd, &mut *state) {
+            (Command::Capa, st) => {
+                let authorization = matches!(st, State::Authorization { .. });
+                self.capa(authorization, io.stream.is_tls())
+            }
+            (Command::Quit, _) => Next::Quit,
+            (cmd, State::Authorization { .. }) => {
+                self.authorization(cmd, state, io, shutdown).await
+            }
+            (cmd, State::Transaction(t)) => self.transaction(cmd, t, io).await,
         }
-        Next::Go
     }
 
-    fn capa(&mut self, state: &State, tls: bool) -> Next {
-        self.out.extend_from_slice(b"+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n");
-        if matches!(state, State::Authorization { .. }) {
+    /// CAPA (RFC 2449 §5): what this connection can do now.
+    fn capa(&mut self, authorization: bool, tls: bool) -> Next {
+        self.out.extend_from_slice(
+            b"+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n",
+        );
+        if authorization {
+            // Only what would be accepted: no USER or PLAIN where a
+            // password may not travel in the clear.
             if self.p.node.auth.plaintext_allowed(self.peer, tls) {
                 self.out.extend_from_slice(b"USER\r\nSASL PLAIN\r\n");
             }
@@ -173,269 +287,88 @@ impl Session<'_> {
         Next::Go
     }
 
-    async fn command(
-        &mut self,
-        cmd: Command,
-        state: &mut State,
-        reader: &mut LineReader,
-        stream: &mut Stream,
-    ) -> Next {
-        let tls = stream.is_tls();
-        match (cmd, &mut *state) {
-            (Command::Capa, st) => {
-                let st: &State = st;
-                self.capa(st, tls)
+    /// Writes what is buffered; a client that does not read its answers
+    /// within the idle timeout is given up on.
+    pub async fn flush<S: Transport>(&mut self, io: &mut Io<S>) -> io::Result<()> {
+        let write = async {
+            if !self.out.is_empty() {
+                io.stream.write_all(&self.out).await?;
             }
-            (Command::Noop, State::Transaction(_)) => self.reply("+OK"),
-            (Command::Quit, State::Authorization { .. }) => {
-                self.reply("+OK Logging out.");
-                Next::Close
-            }
-            (Command::Quit, State::Transaction(t)) => self.update(t).await,
-            (cmd, State::Authorization { user }) => {
-                self.commands += 1;
-                if self.commands > self.p.cfg.max_commands_before_auth {
-                    self.reply("-ERR Too many commands before login.");
-                    return Next::Close;
-                }
-                let mut user = user.take();
-                let next = self
-                    .authorization(cmd, &mut user, state, reader, stream)
-                    .await;
-                if let State::Authorization { user: u } = state {
-                    *u = user;
-                }
-                next
-            }
-            (cmd, State::Transaction(t)) => self.transaction(cmd, t).await,
-        }
+            io.stream.flush().await
+        };
+        let r = match tokio::time::timeout(self.p.cfg.idle_timeout, write).await {
+            Ok(r) => r,
+            Err(_) => Err(io::ErrorKind::TimedOut.into()),
+        };
+        self.out.clear();
+        r
     }
 
-    async fn authorization(
-        &mut self,
-        cmd: Command,
-        user: &mut Option<String>,
-        state: &mut State,
-        reader: &mut LineReader,
-        stream: &mut Stream,
-    ) -> Next {
-        let tls = stream.is_tls();
-        let plaintext = self.p.node.auth.plaintext_allowed(self.peer, tls);
-        match cmd {
-            Command::Stls if tls => self.error("TLS is already active."),
-            Command::Stls if !self.tls_offered => self.error("STLS is not available."),
-            Command::Stls => {
-                self.reply("+OK Begin TLS negotiation now.");
-                Next::StartTls
-            }
-            Command::User(_) | Command::Pass(_) | Command::Auth(Some(_)) if !plaintext => {
-                self.error("[AUTH] Plaintext authentication disallowed on non-secure connections; use STLS.")
-            }
-            Command::User(name) => {
-                *user = Some(name);
-                self.reply("+OK")
-            }
-            Command::Pass(password) => match user.take() {
-                None => self.error("USER first."),
-                Some(name) => {
-                    let plain = Plain {
-                        authzid: String::new(),
-                        authcid: name,
-                        password,
-                    };
-                    self.login(plain, state).await
-                }
-            },
-            Command::Auth(None) => {
-                self.out.extend_from_slice(b"+OK\r\nPLAIN\r\n.\r\n");
-                Next::Go
-            }
-            Command::Auth(Some((mech, initial))) => {
-                if mech != "PLAIN" {
-                    return self.error("Unsupported authentication mechanism.");
-                }
-                let response = match initial {
-                    Some(r) if r == b"=" => Vec::new(),
-                    Some(r) => r,
-                    None => {
-                        self.out.extend_from_slice(b"+ \r\n");
-                        if self.flush(stream).await.is_err() {
-                            return Next::Close;
-                        }
-                        let idle = self.p.cfg.idle_timeout;
-                        match tokio::time::timeout(idle, reader.read_line(stream)).await {
-                            Ok(Ok(Line::Line(l))) => l.to_vec(),
-                            Ok(Ok(Line::TooLong)) => return self.error("Response too long."),
-                            _ => return Next::Close,
-                        }
-                    }
-                };
-                match decode_plain(&response) {
-                    Ok(plain) => self.login(plain, state).await,
-                    Err(shared::sasl::SaslError::Cancelled) => self.error("Authentication cancelled."),
-                    Err(e) => self.error(&format!("[AUTH] {e}.")),
-                }
-            }
-            _ => self.error("Not logged in yet."),
+    /// A `+OK` line.
+    pub fn ok(&mut self, text: &str) -> Next {
+        self.out.extend_from_slice(b"+OK");
+        if !text.is_empty() {
+            self.out.push(b' ');
+            self.out.extend_from_slice(text.as_bytes());
         }
+        self.out.extend_from_slice(b"\r\n");
+        Next::Go
     }
 
-    async fn login(&mut self, plain: Plain, state: &mut State) -> Next {
-        let node = &self.p.node;
+    /// A `-ERR` line; counts as a bad command.
+    pub fn err(&mut self, text: &str) -> Next {
+        self.failed = true;
+        self.out.extend_from_slice(b"-ERR ");
+        self.out.extend_from_slice(text.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+        Next::Go
+    }
+
+    /// The end of a logged-in session: UPDATE after QUIT (RFC 1939 §6);
+    /// otherwise nothing is deleted, but what was retrieved is \Seen, as
+    /// Dovecot does.
+    async fn logout(&mut self, t: Transaction, end: End) {
+        let update = end == End::Quit;
+        let marked = t.drop.marked_deleted();
+        let result = t.drop.commit(&t.opened, update).await;
+        let user = &t.opened.account.address;
+        let st = &self.stats;
         let m = &self.p.metrics;
-        let who = plain.user().to_owned();
-        let account = match node.auth.login(self.peer, &plain).await {
-            Login::Ok(a) => a,
-            Login::Failed => {
-                m.login("failed");
-                tracing::info!(user = %who, client = %self.client, "login failed");
-                tokio::time::sleep(self.p.cfg.auth_failure_delay).await;
-                self.failures += 1;
-                self.reply("-ERR [AUTH] Authentication failed.");
-                if self.failures >= self.p.cfg.max_auth_failures {
-                    return Next::Close;
+        match result {
+            Ok(Committed {
+                deleted,
+                deleted_octets,
+            }) => {
+                m.deleted.inc_by(deleted as u64);
+                tracing::info!(
+                    %user,
+                    ?end,
+                    retr = st.retr,
+                    retr_bytes = st.retr_bytes,
+                    top = st.top,
+                    top_bytes = st.top_bytes,
+                    deleted,
+                    deleted_bytes = deleted_octets,
+                    "logged out"
+                );
+                // As Dovecot: what the client asked for, even if another
+                // session expunged some of it first.
+                if update && marked > 0 {
+                    self.out
+                        .extend_from_slice(b"+OK Logging out, messages deleted.\r\n");
+                } else if update {
+                    self.out.extend_from_slice(b"+OK Logging out.\r\n");
                 }
-                return Next::Go;
             }
-            Login::Suspended => {
-                m.login("suspended");
-                tracing::info!(user = %who, "login refused: account suspended");
-                return self.reply("-ERR [AUTH] Account is suspended.");
-            }
-            Login::Unavailable(why) => {
-                m.login("unavailable");
-                tracing::warn!(user = %who, %why, "login unavailable");
-                return self.reply("-ERR [SYS/TEMP] Temporary failure, try again later.");
-            }
-        };
-        let opened = match node.accounts.open(account).await {
-            Ok(o) => o,
-            Err(e) => {
-                m.login("unavailable");
-                tracing::warn!(user = %who, error = %e, "cannot open the account");
-                return self.reply("-ERR [SYS/TEMP] Mailbox unavailable, try again later.");
-            }
-        };
-        let Some(exclusive) = opened.try_exclusive() else {
-            m.login("in_use");
-            return self.reply("-ERR [IN-USE] Mailbox is locked by another POP3 session.");
-        };
-        let drop = match Maildrop::open(&opened).await {
-            Ok(d) => d,
             Err(e) => {
                 m.store_errors.inc();
-                tracing::error!(user = %who, error = %e, "cannot read INBOX");
-                return self.reply("-ERR [SYS/TEMP] Mailbox unavailable, try again later.");
-            }
-        };
-        m.login("ok");
-        let (n, octets) = drop.stat();
-        tracing::info!(user = %opened.account.address, client = %self.client, messages = n, octets, "logged in");
-        self.reply(&format!("+OK Logged in, {n} messages ({octets} octets)."));
-        *state = State::Transaction(Box::new(Transaction {
-            opened,
-            drop,
-            _exclusive: exclusive,
-        }));
-        Next::Go
-    }
-
-    async fn transaction(&mut self, cmd: Command, t: &mut Transaction) -> Next {
-        let d = &mut t.drop;
-        match cmd {
-            Command::Stat => {
-                let (n, octets) = d.stat();
-                self.reply(&format!("+OK {n} {octets}"))
-            }
-            Command::List(None) | Command::Uidl(None) => {
-                let uidl = matches!(cmd, Command::Uidl(_));
-                self.out.extend_from_slice(b"+OK\r\n");
-                for (i, e) in d.entries.iter().enumerate().filter(|(_, e)| !e.deleted) {
-                    let line = if uidl {
-                        format!("{} {}\r\n", i + 1, d.uidl(e))
-                    } else {
-                        format!("{} {}\r\n", i + 1, e.octets)
-                    };
-                    self.out.extend_from_slice(line.as_bytes());
+                tracing::error!(%user, ?end, error = %e, "UPDATE failed");
+                if update {
+                    self.out.extend_from_slice(
+                        b"-ERR [SYS/TEMP] Could not update the mailbox; some messages may not be deleted.\r\n",
+                    );
                 }
-                self.out.extend_from_slice(b".\r\n");
-                Next::Go
-            }
-            Command::List(Some(n)) => match d.get(n) {
-                Ok(e) => {
-                    let octets = e.octets;
-                    self.reply(&format!("+OK {n} {octets}"))
-                }
-                Err(why) => self.error(why),
-            },
-            Command::Uidl(Some(n)) => match d.get(n) {
-                Ok(e) => {
-                    let line = format!("+OK {n} {}", d.uidl(e));
-                    self.reply(&line)
-                }
-                Err(why) => self.error(why),
-            },
-            Command::Retr(n) => self.send(t, n, None).await,
-            Command::Top(n, lines) => self.send(t, n, Some(lines)).await,
-            Command::Dele(n) => match d.get(n) {
-                Ok(_) => {
-                    d.entries[n as usize - 1].deleted = true;
-                    self.reply("+OK Marked to be deleted.")
-                }
-                Err(why) => self.error(why),
-            },
-            Command::Rset => {
-                for e in &mut d.entries {
-                    e.deleted = false;
-                }
-                let (n, octets) = d.stat();
-                self.reply(&format!("+OK {n} messages ({octets} octets)."))
-            }
-            _ => self.error("Already logged in."),
-        }
-    }
-
-    async fn send(&mut self, t: &mut Transaction, n: u32, top: Option<u32>) -> Next {
-        let (uid, octets) = match t.drop.get(n) {
-            Ok(e) => (e.uid, e.octets),
-            Err(why) => return self.error(why),
-        };
-        let body = match t.drop.read(&t.opened, uid).await {
-            Ok(b) => b,
-            Err(e) => {
-                self.p.metrics.store_errors.inc();
-                tracing::warn!(uid, error = %e, "cannot read a message");
-                return self.reply("-ERR Message was expunged by another session.");
-            }
-        };
-        let start = self.out.len();
-        self.out
-            .extend_from_slice(format!("+OK {octets} octets\r\n").as_bytes());
-        put_message(&body, top, &mut self.out);
-        self.p
-            .metrics
-            .retrieved_bytes
-            .inc_by((self.out.len() - start) as u64);
-        if top.is_none() {
-            t.drop.entries[n as usize - 1].retrieved = true;
-        }
-        Next::Go
-    }
-
-    async fn update(&mut self, t: &mut Transaction) -> Next {
-        match t.drop.commit(&t.opened).await {
-            Ok(deleted) => {
-                self.p.metrics.deleted.inc_by(deleted as u64);
-                let retrieved = t.drop.entries.iter().filter(|e| e.retrieved).count();
-                tracing::info!(user = %t.opened.account.address, retrieved, deleted, "logged out");
-                self.reply("+OK Logging out.");
-            }
-            Err(e) => {
-                self.p.metrics.store_errors.inc();
-                tracing::error!(user = %t.opened.account.address, error = %e, "UPDATE failed");
-                self.reply("-ERR [SYS/TEMP] Some deleted messages were not removed.");
             }
         }
-        Next::Close
     }
 }
