@@ -5,6 +5,7 @@
 //! - [`route`]: account -> healthy node of its cluster, PROXY v2 header;
 //! - [`imap`]: the IMAP proxy;
 //! - [`pop3`]: the POP3 proxy;
+//! - [`login`]: the password check every proxy shares;
 //! - [`penalty`]: growing delays for addresses that fail to log in;
 //! - `splice`: the byte pump after login;
 //! - [`daemon`]: `tandem frontend`.
@@ -12,6 +13,7 @@
 pub mod config;
 pub mod daemon;
 pub mod imap;
+pub mod login;
 pub mod penalty;
 pub mod pop3;
 pub mod route;

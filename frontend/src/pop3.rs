@@ -6,8 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use locator::{Account, AuthOutcome};
-use shared::Address;
+use locator::Account;
 use shared::net::{Conn, Line, LineReader, Protocol, Stream};
 use shared::pop3::{Command, ParseError, parse};
 use shared::sasl::{Plain, decode_plain, encode_plain};
@@ -16,6 +15,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::Frontend;
+use crate::login::Refused;
 use crate::route::Service;
 
 const MAX_LINE: usize = 4096;
@@ -230,10 +230,19 @@ impl Session<'_> {
     ) -> Outcome {
         let fe = self.fe;
         let who = plain.authcid.clone();
-        let account = match self.authenticate(&plain).await {
+        let account = match crate::login::check(fe, self.client, &self.session, &plain).await {
             Ok(a) => a,
-            Err(reply) => {
-                self.out.extend_from_slice(reply.as_bytes());
+            Err(refused) => {
+                self.out.extend_from_slice(match refused {
+                    Refused::Failed => b"-ERR [AUTH] Authentication failed.\r\n".as_slice(),
+                    Refused::Suspended => b"-ERR [AUTH] Account is suspended.\r\n",
+                    Refused::Unavailable => {
+                        b"-ERR [SYS/TEMP] Temporary failure, try again later.\r\n"
+                    }
+                });
+                if refused == Refused::Failed {
+                    self.failures += 1;
+                }
                 return if self.failures >= 3 {
                     Outcome::Close
                 } else {
@@ -282,57 +291,6 @@ impl Session<'_> {
         fe.metrics.bytes(up, down);
         tracing::info!(user = %account.address, node, up, down, "session ended");
         Outcome::Spliced
-    }
-
-    /// Checks the password; `Err` carries the reply for the client.
-    async fn authenticate(&mut self, plain: &Plain) -> Result<Arc<Account>, &'static str> {
-        let fe = self.fe;
-        // An address that has been failing waits before it is even checked.
-        let wait = fe.penalty.delay(self.client.ip());
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
-        let user = match Address::parse(&plain.authcid) {
-            Ok(u)
-                if plain.authzid.is_empty()
-                    || Address::parse(&plain.authzid).is_ok_and(|z| z == u) =>
-            {
-                u
-            }
-            _ => {
-                self.failed(&plain.authcid).await;
-                return Err("-ERR [AUTH] Authentication failed.\r\n");
-            }
-        };
-        match fe
-            .router
-            .locator()
-            .authenticate(&user, &plain.password)
-            .await
-        {
-            AuthOutcome::Ok(a) => Ok(a),
-            AuthOutcome::Failed => {
-                self.failed(&plain.authcid).await;
-                Err("-ERR [AUTH] Authentication failed.\r\n")
-            }
-            AuthOutcome::Suspended(_) => {
-                fe.metrics.login("suspended");
-                Err("-ERR [AUTH] Account is suspended.\r\n")
-            }
-            AuthOutcome::Unavailable(why) => {
-                fe.metrics.login("unavailable");
-                tracing::warn!(user = %user, %why, "login unavailable");
-                Err("-ERR [SYS/TEMP] Temporary failure, try again later.\r\n")
-            }
-        }
-    }
-
-    async fn failed(&mut self, who: &str) {
-        self.fe.metrics.login("failed");
-        self.fe.penalty.failed(self.client.ip());
-        self.failures += 1;
-        tracing::info!(user = %who, client = %self.client, session = %self.session, "login failed");
-        tokio::time::sleep(self.fe.limits.auth_failure_delay).await;
     }
 
     /// Greeting, then AUTH PLAIN as the proxy identity on behalf of the user.

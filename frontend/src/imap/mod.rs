@@ -10,8 +10,6 @@ pub mod command;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use locator::{Account, AuthOutcome};
-use shared::Address;
 use shared::net::{Conn, Line, LineReader, Protocol, Stream};
 use shared::sasl::{Plain, decode_plain};
 use tokio::io::AsyncWriteExt;
@@ -19,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::command::{Command, Parsed, parse};
 use crate::Frontend;
+use crate::login::Refused;
 use crate::route::Service;
 
 const MAX_LINE: usize = 8192;
@@ -289,10 +288,21 @@ impl Session<'_> {
         reader: &mut LineReader,
     ) -> After {
         let fe = self.fe;
-        let account = match self.authenticate(&plain).await {
+        let account = match crate::login::check(fe, self.client, &self.session, &plain).await {
             Ok(a) => a,
-            Err(reply) => {
-                self.say(&format!("{tag} {reply}"));
+            Err(refused) => {
+                self.say(&format!(
+                    "{tag} {}",
+                    match refused {
+                        Refused::Failed => "NO [AUTHENTICATIONFAILED] Authentication failed.",
+                        Refused::Suspended => "NO [CONTACTADMIN] Account is suspended.",
+                        Refused::Unavailable =>
+                            "NO [UNAVAILABLE] Temporary failure, try again later.",
+                    }
+                ));
+                if refused == Refused::Failed {
+                    self.failures += 1;
+                }
                 return if self.failures >= MAX_FAILURES {
                     After::Close
                 } else {
@@ -345,52 +355,5 @@ impl Session<'_> {
         fe.metrics.bytes(up, down);
         tracing::info!(user = %account.address, node, up, down, "session ended");
         After::Done
-    }
-
-    async fn authenticate(&mut self, plain: &Plain) -> Result<Arc<Account>, &'static str> {
-        let fe = self.fe;
-        let wait = fe.penalty.delay(self.client.ip());
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
-        let user = match Address::parse(&plain.authcid) {
-            Ok(u)
-                if plain.authzid.is_empty()
-                    || Address::parse(&plain.authzid).is_ok_and(|z| z == u) =>
-            {
-                u
-            }
-            _ => return Err(self.failed(&plain.authcid).await),
-        };
-        match fe
-            .router
-            .locator()
-            .authenticate(&user, &plain.password)
-            .await
-        {
-            AuthOutcome::Ok(a) => {
-                fe.penalty.succeeded(self.client.ip());
-                Ok(a)
-            }
-            AuthOutcome::Failed => Err(self.failed(&plain.authcid).await),
-            AuthOutcome::Suspended(_) => {
-                fe.metrics.login("suspended");
-                Err("NO [CONTACTADMIN] Account is suspended.")
-            }
-            AuthOutcome::Unavailable(why) => {
-                fe.metrics.login("unavailable");
-                tracing::warn!(user = %user, %why, "login unavailable");
-                Err("NO [UNAVAILABLE] Temporary failure, try again later.")
-            }
-        }
-    }
-
-    async fn failed(&mut self, who: &str) -> &'static str {
-        self.fe.metrics.login("failed");
-        self.fe.penalty.failed(self.client.ip());
-        self.failures += 1;
-        tracing::info!(user = %who, client = %self.client, session = %self.session, "login failed");
-        tokio::time::sleep(self.fe.limits.auth_failure_delay).await;
-        "NO [AUTHENTICATIONFAILED] Authentication failed."
     }
 }
