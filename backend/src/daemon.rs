@@ -73,7 +73,7 @@ pub async fn run(
     let tls = match &cfg.tls {
         Some(files) => {
             let certs = CertReloader::new(&files.cert, &files.key).map_err(setup)?;
-            reload_on_sighup(certs.clone(), shutdown.clone());
+            certs.reload_on_sighup(shutdown.clone());
             Some(TlsAcceptor::from(certs.server_config(&[])))
         }
         None => None,
@@ -212,24 +212,6 @@ async fn check_membership(locator: &Locator, cluster: &str, node: &str) -> Resul
             Ok(())
         }
     }
-}
-
-fn reload_on_sighup(certs: Arc<CertReloader>, shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        return;
-    };
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = hup.recv() => match certs.reload() {
-                    Ok(()) => tracing::info!("TLS certificate reloaded"),
-                    Err(e) => tracing::error!(error = %e, "TLS certificate reload failed; keeping the old one"),
-                },
-            }
-        }
-    });
 }
 
 fn host_name() -> String {

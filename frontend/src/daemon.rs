@@ -50,6 +50,7 @@ pub async fn run(
     let tls = match &cfg.tls {
         Some(files) => {
             let certs = CertReloader::new(&files.cert, &files.key).map_err(setup)?;
+            certs.reload_on_sighup(shutdown.clone());
             Some(TlsAcceptor::from(certs.server_config(&[])))
         }
         None => None,

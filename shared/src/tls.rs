@@ -101,6 +101,28 @@ impl CertReloader {
         Ok(())
     }
 
+    /// Re-reads the files on every SIGHUP until `stop` fires; a failed
+    /// reload is logged and the old certificate stays in use.
+    pub fn reload_on_sighup(self: &Arc<Self>, stop: tokio_util::sync::CancellationToken) {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot watch SIGHUP; certificates reload only on restart");
+            return;
+        };
+        let certs = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = hup.recv() => match certs.reload() {
+                        Ok(()) => tracing::info!(cert = %certs.cert.display(), "TLS certificate reloaded"),
+                        Err(e) => tracing::error!(error = %e, "TLS certificate reload failed; keeping the old one"),
+                    },
+                }
+            }
+        });
+    }
+
     /// A server config (TLS 1.2 and 1.3, no client auth) over this certificate.
     pub fn server_config(self: &Arc<Self>, alpn: &[&[u8]]) -> Arc<ServerConfig> {
         let mut cfg = ServerConfig::builder()
