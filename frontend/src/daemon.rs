@@ -56,7 +56,12 @@ pub async fn run(
         None => None,
     };
     let fe = Arc::new(Frontend {
-        router: Router::new(locator, cfg.limits.connect_timeout, cfg.source_address),
+        router: Router::new(
+            locator,
+            cfg.limits.connect_timeout,
+            cfg.source_address,
+            metrics.clone(),
+        ),
         limits: cfg.limits.clone(),
         identity: cfg.backend_login.identity.clone(),
         secret: cfg.backend_login.read_secret().map_err(setup)?,

@@ -24,6 +24,7 @@ use std::net::IpAddr;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use shared::net::NetList;
 
@@ -55,13 +56,41 @@ pub struct ResultLabel {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeLabel {
+    pub node: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeResultLabel {
+    pub node: String,
+    pub result: &'static str,
+}
+
 /// `tandem_frontend_*` metrics.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct FrontendMetrics {
     /// `ok`, `failed`, `suspended`, `unavailable`.
     pub logins: Family<ResultLabel, Counter>,
     pub bytes_up: Counter,
     pub bytes_down: Counter,
+    /// Connections to backend nodes: `ok`, `refused` (error), `timeout`.
+    pub backend_connects: Family<NodeResultLabel, Counter>,
+    pub backend_connect_seconds: Family<NodeLabel, Histogram>,
+}
+
+impl Default for FrontendMetrics {
+    fn default() -> Self {
+        FrontendMetrics {
+            logins: Family::default(),
+            bytes_up: Counter::default(),
+            bytes_down: Counter::default(),
+            backend_connects: Family::default(),
+            backend_connect_seconds: Family::new_with_constructor(
+                shared::metrics::latency_histogram,
+            ),
+        }
+    }
 }
 
 impl FrontendMetrics {
@@ -79,7 +108,33 @@ impl FrontendMetrics {
             "Bytes from backends to clients",
             m.bytes_down.clone(),
         );
+        r.register(
+            "backend_connects",
+            "Connections to backend nodes by node and result",
+            m.backend_connects.clone(),
+        );
+        r.register(
+            "backend_connect_seconds",
+            "Time to connect to a backend node",
+            m.backend_connect_seconds.clone(),
+        );
         m
+    }
+
+    pub fn backend_connect(&self, node: &str, result: &'static str, seconds: f64) {
+        self.backend_connects
+            .get_or_create(&NodeResultLabel {
+                node: node.to_owned(),
+                result,
+            })
+            .inc();
+        if result == "ok" {
+            self.backend_connect_seconds
+                .get_or_create(&NodeLabel {
+                    node: node.to_owned(),
+                })
+                .observe(seconds);
+        }
     }
 
     pub fn login(&self, result: &'static str) {

@@ -35,6 +35,7 @@ pub struct Router {
     locator: Arc<Locator>,
     connect_timeout: Duration,
     source: Option<IpAddr>,
+    metrics: crate::FrontendMetrics,
     down: Mutex<HashMap<String, Instant>>,
     next: std::sync::atomic::AtomicUsize,
 }
@@ -46,11 +47,17 @@ pub struct Routed {
 }
 
 impl Router {
-    pub fn new(locator: Arc<Locator>, connect_timeout: Duration, source: Option<IpAddr>) -> Self {
+    pub fn new(
+        locator: Arc<Locator>,
+        connect_timeout: Duration,
+        source: Option<IpAddr>,
+        metrics: crate::FrontendMetrics,
+    ) -> Self {
         Router {
             locator,
             connect_timeout,
             source,
+            metrics,
             down: Mutex::new(HashMap::new()),
             next: 0.into(),
         }
@@ -100,7 +107,16 @@ impl Router {
         candidates.sort_by_key(|(_, addr)| self.is_down(addr));
         let mut last = String::new();
         for (node, addr) in candidates {
-            match tokio::time::timeout(self.connect_timeout, self.open(addr)).await {
+            let started = Instant::now();
+            let attempt = tokio::time::timeout(self.connect_timeout, self.open(addr)).await;
+            let secs = started.elapsed().as_secs_f64();
+            let result = match &attempt {
+                Ok(Ok(_)) => "ok",
+                Ok(Err(_)) => "refused",
+                Err(_) => "timeout",
+            };
+            self.metrics.backend_connect(node, result, secs);
+            match attempt {
                 Ok(Ok(mut stream)) => {
                     let _ = stream.set_nodelay(true);
                     let server = stream

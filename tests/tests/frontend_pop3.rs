@@ -99,6 +99,9 @@ fn one_frontend_reaches_accounts_on_two_clusters() {
         "tandem_frontend_logins_total{result=\"ok\"} 4",
         "tandem_frontend_logins_total{result=\"failed\"} 2",
         "tandem_frontend_logins_total{result=\"unavailable\"} 1",
+        "tandem_frontend_backend_connects_total{node=\"n1\",result=\"ok\"}",
+        "tandem_frontend_backend_connects_total{node=\"n2\",result=\"refused\"} 1",
+        "tandem_frontend_backend_connect_seconds_count{node=\"n1\"}",
     ] {
         assert!(m.contains(want), "missing {want} in\n{m}");
     }
@@ -242,5 +245,28 @@ fn haproxy_in_front_of_two_frontends() {
     assert!(
         fe2.metrics()
             .contains("tandem_frontend_logins_total{result=\"ok\"}")
+    );
+}
+
+/// A proxied session silent in both directions for the idle timeout is
+/// closed by the frontend.
+#[test]
+fn idle_sessions_are_closed() {
+    let b = Backend::start().expect("backend");
+    b.add_account("alice@example.com", "alice-pw")
+        .expect("alice");
+    let fe = Frontend::start(&b, "    idle_timeout: 2s\n").expect("frontend");
+    let script = "import poplib, sys, time\n\
+        p = poplib.POP3('127.0.0.1', int(sys.argv[1]), timeout=20)\n\
+        p.user('alice@example.com')\np.pass_('alice-pw')\n\
+        print(p.stat()[0])\n\
+        time.sleep(1)\nprint(p.noop().decode().split(' ')[0])\n\
+        t = time.time()\n\
+        try:\n    p.file.readline() or print('closed after', round(time.time() - t))\n\
+        except Exception as e:\n    print('closed after', round(time.time() - t))\n";
+    let out = python(script, &[&fe.pop3_addr().port().to_string()]);
+    assert_eq!(
+        out, "0\n+OK\nclosed after 2\n",
+        "activity resets the timer, silence closes"
     );
 }
