@@ -84,3 +84,51 @@ print('pre:', ' '.join(pre))
         .unwrap_or_default();
     assert!(login.contains("rip=127.0.0.1,"), "{login}\n{log}");
 }
+
+/// Before login the frontend answers bad input with BAD and goes on, and
+/// drops clients that say nothing (slowloris) after `login_timeout`.
+#[test]
+fn bad_input_before_login() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let b = Backend::start().expect("backend");
+    let fe = Frontend::start(&b, "    login_timeout: 2s\n").expect("frontend");
+    let s = std::net::TcpStream::connect(fe.imap_addr()).expect("connect");
+    let mut r = BufReader::new(s.try_clone().expect("clone"));
+    let mut w = s;
+    let mut line = String::new();
+    r.read_line(&mut line).expect("greeting");
+    assert!(line.starts_with("* OK [CAPABILITY IMAP4rev1"), "{line}");
+    let long = "x".repeat(20_000);
+    write!(
+        w,
+        "a LOGIN {{99999999}}\r\n\0\x01garbage\r\n{long}\r\nb SELECT INBOX\r\nc LOGIN \"unterminated\r\nd NOOP\r\n"
+    )
+    .expect("write");
+    let mut answers = vec![];
+    for _ in 0..6 {
+        line.clear();
+        r.read_line(&mut line).expect("answer");
+        answers.push(line.trim_end().to_owned());
+    }
+    let want = ["a BAD", "* BAD", "* BAD", "b BAD", "c BAD", "d OK"];
+    for (a, w) in answers.iter().zip(want) {
+        assert!(a.starts_with(w), "{answers:?}");
+    }
+    write!(w, "e LOGOUT\r\n").expect("logout");
+    line.clear();
+    r.read_line(&mut line).expect("bye");
+    assert!(line.starts_with("* BYE"), "{line}");
+    // A second client that connects and stays silent is dropped.
+    let silent = std::net::TcpStream::connect(fe.imap_addr()).expect("connect");
+    silent
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let t = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let _ = (&silent).read_to_end(&mut rest);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "a silent client was kept {:?}",
+        t.elapsed()
+    );
+}
