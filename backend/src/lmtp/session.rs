@@ -2,13 +2,12 @@
 //! transaction, replies batched for PIPELINING (RFC 2920 §3.2: flushed
 //! when the client's input runs dry, never between pipelined commands).
 
-use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 
 use shared::Address;
-use shared::net::{Line, LineReader, Stream};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use shared::net::{Line, LineReader};
+use tokio::io::AsyncWriteExt;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
@@ -32,21 +31,8 @@ pub struct ConnInfo {
     pub tls: Option<TlsAcceptor>,
 }
 
-/// A byte stream that may be switched to TLS.
-pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + Sized {
-    fn is_tls(&self) -> bool;
-    fn start_tls(self, acceptor: &TlsAcceptor) -> impl Future<Output = io::Result<Self>> + Send;
-}
-
-impl Transport for Stream {
-    fn is_tls(&self) -> bool {
-        Stream::is_tls(self)
-    }
-
-    async fn start_tls(self, acceptor: &TlsAcceptor) -> io::Result<Self> {
-        self.upgrade(acceptor).await
-    }
-}
+/// The connection, or a test pipe.
+pub use shared::net::Transport;
 
 /// Why a session ends early.
 #[derive(Debug)]

@@ -7,12 +7,11 @@
 //! gets one write, or when the buffer passes [`FLUSH_AT`], so a batch of
 //! big RETRs never piles up in memory.
 
-use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
-use shared::net::{Line, LineReader, Stream};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use shared::net::{Line, LineReader};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::OwnedMutexGuard;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -29,21 +28,8 @@ const MAX_BAD: u32 = 20;
 /// Answers are written once this much is waiting, pipelined or not.
 pub(super) const FLUSH_AT: usize = 64 << 10;
 
-/// A byte stream that may be switched to TLS: the connection, or a test pipe.
-pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + Sized {
-    fn is_tls(&self) -> bool;
-    fn start_tls(self, acceptor: &TlsAcceptor) -> impl Future<Output = io::Result<Self>> + Send;
-}
-
-impl Transport for Stream {
-    fn is_tls(&self) -> bool {
-        Stream::is_tls(self)
-    }
-
-    async fn start_tls(self, acceptor: &TlsAcceptor) -> io::Result<Self> {
-        self.upgrade(acceptor).await
-    }
-}
+/// The connection, or a test pipe.
+pub use shared::net::Transport;
 
 /// What the session needs from the connection, besides the stream.
 pub struct ConnInfo {

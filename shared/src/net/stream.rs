@@ -94,3 +94,34 @@ impl AsyncWrite for Stream {
         }
     }
 }
+
+/// A byte stream that may be switched to TLS: what a protocol session runs
+/// over, so it can be driven by the real connection or by a test pipe.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + Sized {
+    fn is_tls(&self) -> bool;
+    fn start_tls(
+        self,
+        acceptor: &TlsAcceptor,
+    ) -> impl std::future::Future<Output = io::Result<Self>> + Send;
+}
+
+impl Transport for Stream {
+    fn is_tls(&self) -> bool {
+        Stream::is_tls(self)
+    }
+
+    async fn start_tls(self, acceptor: &TlsAcceptor) -> io::Result<Self> {
+        self.upgrade(acceptor).await
+    }
+}
+
+/// In-process pipes, for driving sessions in tests: never TLS.
+impl Transport for tokio::io::DuplexStream {
+    fn is_tls(&self) -> bool {
+        false
+    }
+
+    async fn start_tls(self, _: &TlsAcceptor) -> io::Result<Self> {
+        Err(io::Error::other("no TLS over a test pipe"))
+    }
+}

@@ -12,7 +12,7 @@ use locator::{
 use shared::blocking::Blocking;
 use shared::net::NetList;
 use shared::{Address, Domain};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
 use crate::accounts::{Accounts, SingleNode};
@@ -20,16 +20,6 @@ use crate::auth::Auth;
 use crate::lmtp::{LmtpConfig, LmtpMetrics};
 use crate::node::Node;
 use crate::store::Store;
-
-impl Transport for DuplexStream {
-    fn is_tls(&self) -> bool {
-        false
-    }
-
-    async fn start_tls(self, _: &TlsAcceptor) -> io::Result<Self> {
-        Err(io::Error::other("no TLS over a test pipe"))
-    }
-}
 
 struct Fixture {
     _dir: tempfile::TempDir,

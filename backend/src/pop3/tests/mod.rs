@@ -2,7 +2,6 @@
 //! Maildir in a temporary directory: every reply, and what the store looks
 //! like afterwards.
 
-use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,23 +15,12 @@ use shared::net::NetList;
 use shared::sasl::encode_plain;
 use shared::{Address, Domain};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream, ReadHalf, WriteHalf};
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::accounts::{Accounts, SingleNode};
 use crate::auth::{Auth, ProxyIdentity};
 use crate::store::{Store, path, quota};
-
-impl Transport for DuplexStream {
-    fn is_tls(&self) -> bool {
-        false
-    }
-
-    async fn start_tls(self, _: &TlsAcceptor) -> io::Result<Self> {
-        Err(io::Error::other("no TLS over a test pipe"))
-    }
-}
 
 const ALICE: &str = "alice@example.com";
 /// Loopback is trusted: passwords may come in the clear.
