@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use shared::config::{Problems, Validate, join};
+use shared::config::{Problems, ProxyLogin, TlsFiles, Validate, join};
 use shared::net::NetList;
 
 use crate::lmtp::LmtpConfig;
@@ -48,7 +48,7 @@ pub struct BackendConfig {
     #[serde(default)]
     pub proxy_protocol_from: NetList,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proxy_login: Option<ProxyLoginConfig>,
+    pub proxy_login: Option<ProxyLogin>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsFiles>,
     pub listen: Listen,
@@ -58,43 +58,6 @@ pub struct BackendConfig {
     pub lmtp: LmtpConfig,
     #[serde(default)]
     pub pop3: Pop3Config,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProxyLoginConfig {
-    /// The SASL authcid frontends log in with.
-    pub identity: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret: Option<String>,
-    /// Preferred over `secret`: keeps the secret out of the config file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_file: Option<PathBuf>,
-}
-
-impl ProxyLoginConfig {
-    /// The secret, read from `secret_file` when given (trailing newline cut).
-    pub fn read_secret(&self) -> Result<Vec<u8>, String> {
-        match (&self.secret_file, &self.secret) {
-            (Some(path), _) => std::fs::read(path)
-                .map(|mut s| {
-                    while s.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                        s.pop();
-                    }
-                    s
-                })
-                .map_err(|e| format!("backend.proxy_login.secret_file {}: {e}", path.display())),
-            (None, Some(s)) => Ok(s.as_bytes().to_vec()),
-            (None, None) => Err("backend.proxy_login: needs secret or secret_file".into()),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
 }
 
 /// Where each service listens; a service without an address is off.

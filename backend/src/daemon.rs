@@ -82,7 +82,7 @@ pub async fn run(
     let proxy = match &cfg.proxy_login {
         Some(p) => Some(ProxyIdentity {
             name: p.identity.clone(),
-            secret: p.read_secret().map_err(setup)?,
+            secret: p.read_secret("backend.proxy_login").map_err(setup)?,
         }),
         None => None,
     };

@@ -12,11 +12,10 @@
 //! ```
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use shared::config::{Problems, Validate, join};
+use shared::config::{Problems, ProxyLogin, TlsFiles, Validate, join};
 use shared::net::NetList;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -28,7 +27,7 @@ pub struct FrontendConfig {
     /// Clients that may send passwords without TLS (besides loopback).
     #[serde(default)]
     pub trusted_networks: NetList,
-    pub backend_login: BackendLogin,
+    pub backend_login: ProxyLogin,
     /// Source address for connections to backends, when the host has
     /// several (the backends trust PROXY headers by source address).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -38,35 +37,6 @@ pub struct FrontendConfig {
     pub listen: Listen,
     #[serde(default)]
     pub limits: Limits,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BackendLogin {
-    pub identity: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_file: Option<PathBuf>,
-}
-
-impl BackendLogin {
-    pub fn read_secret(&self) -> Result<Vec<u8>, String> {
-        match (&self.secret_file, &self.secret) {
-            (Some(path), _) => std::fs::read_to_string(path)
-                .map(|s| s.trim_end_matches(['\r', '\n']).as_bytes().to_vec())
-                .map_err(|e| format!("frontend.backend_login.secret_file {}: {e}", path.display())),
-            (None, Some(s)) => Ok(s.as_bytes().to_vec()),
-            (None, None) => Err("frontend.backend_login: needs secret or secret_file".into()),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

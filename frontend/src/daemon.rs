@@ -64,7 +64,10 @@ pub async fn run(
         ),
         limits: cfg.limits.clone(),
         identity: cfg.backend_login.identity.clone(),
-        secret: cfg.backend_login.read_secret().map_err(setup)?,
+        secret: cfg
+            .backend_login
+            .read_secret("frontend.backend_login")
+            .map_err(setup)?,
         trusted: cfg.trusted_networks.union(&NetList::loopback()),
         metrics,
         penalty: crate::penalty::Penalty::new(

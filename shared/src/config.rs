@@ -310,3 +310,45 @@ mod tests {
         );
     }
 }
+
+/// The identity frontends log in to backends with (a Dovecot-style master
+/// user) and its secret: `proxy_login` on backends, `backend_login` on
+/// frontends.
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyLogin {
+    /// The SASL authcid frontends log in with.
+    pub identity: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// Preferred over `secret`: keeps the secret out of the config file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<PathBuf>,
+}
+
+impl ProxyLogin {
+    /// The secret, read from `secret_file` when given (trailing newline
+    /// cut); errors name `at`, the section's place in the config.
+    pub fn read_secret(&self, at: &str) -> Result<Vec<u8>, String> {
+        match (&self.secret_file, &self.secret) {
+            (Some(path), _) => std::fs::read(path)
+                .map(|mut s| {
+                    while s.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                        s.pop();
+                    }
+                    s
+                })
+                .map_err(|e| format!("{at}.secret_file {}: {e}", path.display())),
+            (None, Some(s)) => Ok(s.as_bytes().to_vec()),
+            (None, None) => Err(format!("{at}: needs secret or secret_file")),
+        }
+    }
+}
+
+/// A certificate chain and its private key, PEM files.
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
