@@ -481,6 +481,32 @@ fn thread_references_edge_cases() {
             ],
             "(1 3)(2)",
         ),
+        // Subject grouping, RFC 5256 step 5.C: a message joins a dummy (ii),
+        (
+            &[
+                ("<x>", &["<p>"], "Re: s", 1),
+                ("<y>", &["<p>"], "Re: s", 2),
+                ("<z>", &[], "s", 3),
+            ],
+            "((1)(2)(3))",
+        ),
+        // two dummies become one (i),
+        (
+            &[
+                ("<w>", &["<p>"], "s", 1),
+                ("<x>", &["<p>"], "s", 2),
+                ("<y>", &["<q>"], "Re: s", 3),
+                ("<z>", &["<q>"], "s", 4),
+            ],
+            "((1)(2)(3)(4))",
+        ),
+        // a reply goes under the original even when it is older (iii),
+        (&[("<x>", &[], "Re: s", 1), ("<y>", &[], "s", 2)], "(2 1)"),
+        // and two replies become siblings (iv).
+        (
+            &[("<x>", &[], "Re: s", 1), ("<y>", &[], "Fwd: s", 2)],
+            "((1)(2))",
+        ),
         // Empty subjects are not grouped.
         (&[("<x>", &[], "", 1), ("<y>", &[], "", 2)], "(1)(2)"),
     ];

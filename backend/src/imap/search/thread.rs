@@ -438,8 +438,8 @@ fn references(mut msgs: Vec<ThreadInput>) -> Vec<Thread> {
                 gone.push(false);
                 arena.nodes[d].children = vec![t, r];
                 table.insert(subject, d);
-                let root_of_t = replaced.get(&t).copied().unwrap_or(t);
-                replaced.insert(root_of_t, d);
+                // `t` is an original root: once replaced, the table names `d`.
+                replaced.insert(t, d);
                 gone[t] = true;
             }
         }
