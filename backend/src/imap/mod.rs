@@ -13,6 +13,7 @@
 
 pub mod codec;
 pub mod frame;
+pub mod message;
 
 #[cfg(test)]
 mod tests;
