@@ -24,6 +24,7 @@ mod wire;
 mod tests;
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 
 pub use wire::{write_nstring, write_string};
 
@@ -66,20 +67,25 @@ pub enum SectionText {
 
 /// A message parsed once for any number of FETCH items and SEARCH keys.
 /// Parsing costs one pass per nesting level over the bytes; the tree holds
-/// offsets and content types, not copies.
+/// offsets and content types, not copies. The decoded text for
+/// [`Parsed::text_contains`] is built on its first call and kept.
 #[derive(Debug)]
 pub struct Parsed<'a> {
     buf: &'a [u8],
     root: structure::Part,
+    texts: OnceCell<text::Texts>,
 }
 
 impl<'a> Parsed<'a> {
     /// Parses `crlf` (the output of [`to_crlf`]). Never panics; broken MIME
     /// gives a best-effort tree.
     pub fn new(crlf: &'a [u8]) -> Parsed<'a> {
+        let mut budget = structure::MAX_PARTS;
+        let root = structure::parse(crlf, 0..crlf.len(), 0, false, &mut budget);
         Parsed {
             buf: crlf,
-            root: structure::parse(crlf, 0..crlf.len(), 0, false),
+            root,
+            texts: OnceCell::new(),
         }
     }
 
@@ -118,8 +124,11 @@ impl<'a> Parsed<'a> {
 
     /// Whether the decoded text of the text/* parts (and the headers of
     /// embedded messages; the top header too when `with_headers`, SEARCH
-    /// TEXT) contains `needle`, ignoring case. Decodes on every call.
+    /// TEXT) contains `needle`, ignoring case (Unicode lowercase). The
+    /// first call decodes every text part; later calls reuse it.
     pub fn text_contains(&self, needle: &str, with_headers: bool) -> bool {
-        text::contains(self.buf, &self.root, needle, with_headers)
+        self.texts
+            .get_or_init(|| text::Texts::new(self.buf, &self.root))
+            .contains(needle, with_headers)
     }
 }

@@ -17,6 +17,11 @@ use super::wire::{write_nstring, write_string, write_string_list};
 /// which bounds both the recursion here and in every tree walk.
 pub(super) const MAX_DEPTH: usize = 50;
 
+/// Parts in one message, all levels together; past it, multiparts and
+/// embedded messages are opaque leaves too, so that a message of tiny parts
+/// cannot make a huge tree or BODYSTRUCTURE.
+pub(super) const MAX_PARTS: usize = 10_000;
+
 /// One MIME entity: header block (with its empty line), body, content type.
 #[derive(Debug)]
 pub(super) struct Part {
@@ -66,11 +71,18 @@ impl Mime {
 
 /// Parses the entity at `range`. `in_digest`: the parent is multipart/digest,
 /// whose parts default to message/rfc822 (RFC 2046 §5.1.5).
-pub(super) fn parse(buf: &[u8], range: Range<usize>, depth: usize, in_digest: bool) -> Part {
+pub(super) fn parse(
+    buf: &[u8],
+    range: Range<usize>,
+    depth: usize,
+    in_digest: bool,
+    budget: &mut usize,
+) -> Part {
+    *budget = budget.saturating_sub(1);
     let (header, body) = header::split(buf, range);
     let block = buf.get(header.clone()).unwrap_or_default();
     let mut mime = parse_mime(block, in_digest);
-    let kind = if depth >= MAX_DEPTH {
+    let kind = if depth >= MAX_DEPTH || *budget == 0 {
         if mime.ctype == "multipart" || mime.is("message", "rfc822") {
             mime = Mime::opaque();
         }
@@ -78,15 +90,15 @@ pub(super) fn parse(buf: &[u8], range: Range<usize>, depth: usize, in_digest: bo
     } else if mime.ctype == "multipart" {
         let digest = mime.subtype == "digest";
         let children = match mime.param("boundary") {
-            Some(b) if !b.is_empty() => split_multipart(buf, body.clone(), b.as_bytes())
+            Some(b) if !b.is_empty() => split_multipart(buf, body.clone(), b.as_bytes(), *budget)
                 .into_iter()
-                .map(|r| parse(buf, r, depth + 1, digest))
+                .map(|r| parse(buf, r, depth + 1, digest, budget))
                 .collect(),
             _ => Vec::new(),
         };
         Kind::Multipart(children)
     } else if mime.is("message", "rfc822") {
-        Kind::Message(Box::new(parse(buf, body.clone(), depth + 1, false)))
+        Kind::Message(Box::new(parse(buf, body.clone(), depth + 1, false, budget)))
     } else {
         Kind::Leaf
     };
@@ -156,8 +168,14 @@ fn parse_mime(block: &[u8], in_digest: bool) -> Mime {
 
 /// The ranges of the body parts of a multipart body: after each delimiter
 /// line up to the CRLF before the next one (that CRLF belongs to the
-/// delimiter, RFC 2046 §5.1.1). A part never closed runs to the end.
-fn split_multipart(buf: &[u8], body: Range<usize>, boundary: &[u8]) -> Vec<Range<usize>> {
+/// delimiter, RFC 2046 §5.1.1). A part never closed runs to the end, and so
+/// does the `limit`th part.
+fn split_multipart(
+    buf: &[u8],
+    body: Range<usize>,
+    boundary: &[u8],
+    limit: usize,
+) -> Vec<Range<usize>> {
     let mut parts = Vec::new();
     let mut open: Option<usize> = None;
     let mut line = body.start;
@@ -178,6 +196,10 @@ fn split_multipart(buf: &[u8], body: Range<usize>, boundary: &[u8]) -> Vec<Range
                 parts.push(start..end.max(start));
             }
             if close {
+                return parts;
+            }
+            if parts.len() + 1 >= limit {
+                parts.push(next..body.end.max(next));
                 return parts;
             }
             open = Some(next);

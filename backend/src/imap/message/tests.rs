@@ -702,6 +702,21 @@ fn truncated_mime_never_panics() {
 }
 
 #[test]
+fn part_count_is_capped() {
+    let mut raw = b"Content-Type: multipart/mixed; boundary=b\n\n".to_vec();
+    for _ in 0..3 * structure::MAX_PARTS {
+        raw.extend_from_slice(b"--b\n\nx\n");
+    }
+    raw.extend_from_slice(b"--b--\n");
+    exercise(&raw);
+    let crlf = to_crlf(&raw);
+    let mut out = Vec::new();
+    Parsed::new(&crlf).write_body_structure(&mut out, false);
+    let parts = out.windows(6).filter(|w| w == b"\"text\"").count();
+    assert!(parts < structure::MAX_PARTS, "{parts} parts");
+}
+
+#[test]
 fn deep_nesting_is_capped() {
     let mut multipart = Vec::new();
     let mut message = Vec::new();

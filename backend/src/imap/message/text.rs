@@ -41,31 +41,48 @@ pub(super) fn sent_date(block: &[u8]) -> Option<i64> {
     date.is_valid().then(|| date.to_timestamp())
 }
 
-/// Whether the text of `part` (text/* bodies, and the headers of embedded
-/// messages; the top header too when `with_headers`) contains `needle`,
-/// ignoring case.
-pub(super) fn contains(buf: &[u8], root: &Part, needle: &str, with_headers: bool) -> bool {
-    let needle = needle.to_lowercase();
-    if needle.is_empty() {
-        return true;
-    }
-    let hit = |text: &str| text.to_lowercase().contains(&needle);
-    if with_headers && header_text(buf, root).is_some_and(|t| hit(&t)) {
-        return true;
-    }
-    walk(buf, root, &hit)
+/// The searchable text of a message, lowercased once for any number of
+/// SEARCH keys.
+#[derive(Debug)]
+pub(super) struct Texts {
+    /// The top header, `Name: decoded value` lines.
+    header: String,
+    /// The text/* bodies and the headers of embedded messages.
+    body: String,
 }
 
-/// Searches the bodies under `part`; recursion is bounded by the tree's
-/// depth cap.
-fn walk(buf: &[u8], part: &Part, hit: &dyn Fn(&str) -> bool) -> bool {
-    match &part.kind {
-        Kind::Multipart(children) => children.iter().any(|c| walk(buf, c, hit)),
-        Kind::Message(inner) => {
-            header_text(buf, inner).is_some_and(|t| hit(&t)) || walk(buf, inner, hit)
+impl Texts {
+    pub fn new(buf: &[u8], root: &Part) -> Texts {
+        let mut body = String::new();
+        collect(buf, root, &mut body);
+        Texts {
+            header: header_text(buf, root).unwrap_or_default().to_lowercase(),
+            body: body.to_lowercase(),
         }
-        Kind::Leaf if part.mime.ctype == "text" => hit(&body_text(buf, part)),
-        Kind::Leaf => false,
+    }
+
+    /// Whether `needle` occurs, ignoring case, in the bodies (and the top
+    /// header when `with_headers`).
+    pub fn contains(&self, needle: &str, with_headers: bool) -> bool {
+        let needle = needle.to_lowercase();
+        self.body.contains(&needle) || (with_headers && self.header.contains(&needle))
+    }
+}
+
+/// Appends the text under `part`; recursion is bounded by the tree's depth
+/// cap.
+fn collect(buf: &[u8], part: &Part, out: &mut String) {
+    match &part.kind {
+        Kind::Multipart(children) => children.iter().for_each(|c| collect(buf, c, out)),
+        Kind::Message(inner) => {
+            out.push_str(&header_text(buf, inner).unwrap_or_default());
+            collect(buf, inner, out);
+        }
+        Kind::Leaf if part.mime.ctype == "text" => {
+            out.push_str(&body_text(buf, part));
+            out.push('\n');
+        }
+        Kind::Leaf => {}
     }
 }
 
