@@ -13,6 +13,7 @@
 
 pub mod codec;
 pub mod frame;
+pub mod message;
 pub mod search;
 
 #[cfg(test)]
