@@ -117,12 +117,12 @@ pub fn folder_dir_name(name: &str) -> Result<String, PathError> {
 
 /// The folder name of a directory in the account directory, if it is one:
 /// `.Sent` -> `Sent`. Names starting with `..` (folders being deleted) and
-/// names that [`check_folder_name`] would refuse are not folders.
+/// names that [`check_folder_name`] refuses (made by other software) are not
+/// listed, so everything listed can be opened; `.INBOX` (only a level of
+/// `INBOX.x` names) is not a folder either.
 pub fn folder_of_dir_name(dir_name: &str) -> Option<&str> {
     let name = dir_name.strip_prefix('.')?;
-    // Foreign software may have made names we would not; list what is sane.
-    (!name.is_empty() && !name.starts_with('.') && !name.ends_with('.') && !name.contains(".."))
-        .then_some(name)
+    check_folder_name(name).is_ok().then_some(name)
 }
 
 #[cfg(test)]
@@ -192,7 +192,7 @@ mod tests {
         assert_eq!(canonical("Inbox"), "INBOX");
         assert_eq!(folder_of_dir_name(".Sent"), Some("Sent"));
         assert_eq!(folder_of_dir_name(".A.B"), Some("A.B"));
-        for not in ["..DELETED.1", ".", "..", "cur", ".a.", ""] {
+        for not in ["..DELETED.1", ".", "..", "cur", ".a.", "", ".INBOX", ".a*"] {
             assert_eq!(folder_of_dir_name(not), None, "{not:?}");
         }
     }
