@@ -62,7 +62,9 @@ impl Mailbox {
     /// the same info letters and mtime, hard-linked where the filesystem
     /// allows and copied where not, and numbers them there. Returns (source
     /// UID, destination UID) pairs (RFC 4315 COPYUID). Durable when it
-    /// returns. `dest` must be another mailbox than `self`.
+    /// returns. To copy within one mailbox, pass a second `Mailbox` of the
+    /// same directory; `self` sees the copies, under the same UIDs, at its
+    /// next sync.
     pub fn copy_to(&mut self, uids: &[u32], dest: &mut Mailbox) -> io::Result<Vec<(u32, u32)>> {
         let mut placed: Vec<(u32, String, String, u64, u64, SystemTime)> = Vec::new();
         let cleanup = |placed: &[(u32, String, String, u64, u64, SystemTime)]| {
@@ -329,5 +331,17 @@ mod tests {
         assert_eq!(again.read(2).unwrap(), b"three\r\n");
         assert!(again.get(3).unwrap().flags().flagged);
         assert_eq!(again.next_uid(), 4);
+    }
+
+    #[test]
+    fn copy_into_the_same_mailbox() {
+        let t = tempfile::tempdir().unwrap();
+        let mut a = Mailbox::open(t.path()).unwrap();
+        a.append(b"x\n", "S", None).unwrap();
+        let mut same = Mailbox::open(t.path()).unwrap();
+        assert_eq!(a.copy_to(&[1], &mut same).unwrap(), vec![(1, 2)]);
+        assert_eq!(a.sync().unwrap().added, vec![2]);
+        assert_eq!(a.get(2).unwrap().info, "S");
+        assert_eq!(Mailbox::open(t.path()).unwrap().next_uid(), 3);
     }
 }
