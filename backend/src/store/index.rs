@@ -12,7 +12,11 @@
 //! expunged records. A torn last line from a crash is ignored and cut off.
 //! `next uid` only grows: it is the larger of the header's and one past every
 //! UID the log ever mentions, so a UID is never given to a second message,
-//! even after a crash between an append and a rewrite. An unreadable file is
+//! even after a crash between an append and a rewrite. Every write happens
+//! under an OS lock on `tandem-uidlist.lock` and starts by re-reading the
+//! file, so several sessions (on one node or several) with the same mailbox
+//! open agree on every UID: a file another session already numbered keeps
+//! its number. An unreadable file is
 //! moved aside and the mailbox gets a new UIDVALIDITY, which tells IMAP
 //! clients to forget what they cached instead of trusting reused UIDs.
 
@@ -24,6 +28,7 @@ use std::path::{Path, PathBuf};
 use super::maildir::sync_dir;
 
 pub const FILE_NAME: &str = "tandem-uidlist";
+const LOCK_NAME: &str = "tandem-uidlist.lock";
 const MAGIC: &str = "T1";
 
 /// The in-memory view of a UID list.
@@ -60,17 +65,18 @@ impl UidList {
 
     /// Loads the list of the mailbox at `dir`, creating it if absent.
     pub fn open(dir: &Path) -> io::Result<(UidList, Opened)> {
+        if let Some(list) = read(dir)?.and_then(|(l, torn)| (!torn).then_some(l)) {
+            return Ok((list, Opened::Existing));
+        }
+        // Missing, torn or broken: settle it under the lock, where no other
+        // session is writing.
+        let _lock = lock(dir)?;
         let path = dir.join(FILE_NAME);
         match fs::read(&path) {
             Ok(bytes) => match parse(&bytes) {
                 Ok((list, torn)) => {
                     if torn {
-                        // Cut the torn line so the next append starts clean.
-                        let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-                        OpenOptions::new()
-                            .write(true)
-                            .open(&path)?
-                            .set_len(keep as u64)?;
+                        cut_torn_tail(&path, &bytes)?;
                     }
                     Ok((list, Opened::Existing))
                 }
@@ -92,23 +98,65 @@ impl UidList {
         }
     }
 
-    /// Gives the next UIDs to `bases`, in order, and makes that durable.
+    /// Re-reads the file under the lock: other sessions may have numbered
+    /// or expunged messages since. A torn tail is cut so appends start clean.
+    fn refresh(&mut self, dir: &Path) -> io::Result<()> {
+        let path = dir.join(FILE_NAME);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            // Gone or unreadable: our view is the best there is; the append
+            // or rewrite that follows fails or recreates it.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        match parse(&bytes) {
+            Ok((list, torn)) => {
+                if torn {
+                    cut_torn_tail(&path, &bytes)?;
+                }
+                let modseq = self.highest_modseq.max(list.highest_modseq);
+                *self = list;
+                self.highest_modseq = modseq;
+                Ok(())
+            }
+            Err(why) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {why}", path.display()),
+            )),
+        }
+    }
+
+    /// Gives UIDs to `bases`, in order, and makes that durable. A base that
+    /// another session numbered meanwhile keeps its UID; the rest get the
+    /// next ones. The result is in the order of `bases`.
     pub fn assign(&mut self, dir: &Path, bases: &[String]) -> io::Result<Vec<u32>> {
         if bases.is_empty() {
             return Ok(Vec::new());
         }
+        let _lock = lock(dir)?;
+        self.refresh(dir)?;
+        let known: std::collections::HashMap<&str, u32> =
+            self.uids.iter().map(|(u, b)| (b.as_str(), *u)).collect();
         let mut text = String::with_capacity(bases.len() * 64);
         let mut uids = Vec::with_capacity(bases.len());
+        let mut next = self.next_uid;
         for b in bases {
-            let uid = self.next_uid;
-            self.next_uid = self
-                .next_uid
+            if let Some(u) = known.get(b.as_str()) {
+                uids.push(*u);
+                continue;
+            }
+            let uid = next;
+            next = next
                 .checked_add(1)
                 .ok_or_else(|| io::Error::other("UID space exhausted"))?;
             text.push_str(&format!("{uid} {b}\n"));
             uids.push(uid);
         }
-        append(dir, &text)?;
+        drop(known);
+        if !text.is_empty() {
+            append(dir, &text)?;
+        }
+        self.next_uid = next;
         for (u, b) in uids.iter().zip(bases) {
             self.uids.insert(*u, b.clone());
         }
@@ -127,8 +175,15 @@ impl UidList {
         if text.is_empty() {
             return Ok(());
         }
+        let _lock = lock(dir)?;
         if self.dead_records > 1000 && self.dead_records > self.uids.len() {
-            self.rewrite(dir)
+            self.refresh(dir)?;
+            for u in uids {
+                self.uids.remove(u);
+            }
+            self.rewrite(dir)?;
+            self.dead_records = 0;
+            Ok(())
         } else {
             append(dir, &text)
         }
@@ -160,10 +215,41 @@ impl UidList {
     }
 
     pub fn compacted(mut self, dir: &Path) -> io::Result<Self> {
+        let _lock = lock(dir)?;
+        self.refresh(dir)?;
         self.rewrite(dir)?;
         self.dead_records = 0;
         Ok(self)
     }
+}
+
+/// Reads and parses the list; `None` if missing or unreadable.
+fn read(dir: &Path) -> io::Result<Option<(UidList, bool)>> {
+    match fs::read(dir.join(FILE_NAME)) {
+        Ok(bytes) => Ok(parse(&bytes).ok()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn cut_torn_tail(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .set_len(keep as u64)
+}
+
+/// Holds the mailbox's UID list lock until dropped (an OS lock: a crashed
+/// holder releases it).
+fn lock(dir: &Path) -> io::Result<File> {
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK_NAME))?;
+    f.lock()?;
+    Ok(f)
 }
 
 fn append(dir: &Path, text: &str) -> io::Result<()> {
@@ -276,6 +362,25 @@ mod tests {
             l3.uids.get(&3).map(String::as_str),
             Some("170000.M1P1Q0.c,S=1,W=1")
         );
+    }
+
+    #[test]
+    fn two_sessions_agree_on_uids() {
+        let t = tempfile::tempdir().unwrap();
+        let (mut a, _) = UidList::open(t.path()).unwrap();
+        let (mut b, _) = UidList::open(t.path()).unwrap();
+        let n = names(3, "x");
+        assert_eq!(a.assign(t.path(), &n[..2]).unwrap(), vec![1, 2]);
+        // b has a stale view; it sees a's numbers instead of reusing them.
+        assert_eq!(
+            b.assign(t.path(), &[n[2].clone(), n[1].clone()]).unwrap(),
+            vec![3, 2]
+        );
+        assert_eq!(b.next_uid, 4);
+        assert_eq!(a.assign(t.path(), &names(1, "y")).unwrap(), vec![4]);
+        let (c, _) = UidList::open(t.path()).unwrap();
+        assert_eq!(c.uids.len(), 4);
+        assert_eq!(c.next_uid, 5);
     }
 
     #[test]

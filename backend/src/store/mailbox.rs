@@ -7,6 +7,11 @@
 //! shown a UID that a crash could give to another message. A sync is skipped
 //! when neither `new/` nor `cur/` changed since the last one.
 //!
+//! IMAP's additions: [`Mailbox::append`] and [`Mailbox::copy_to`] number
+//! what they add at once (RFC 4315 APPENDUID/COPYUID); INTERNALDATE is the
+//! file's mtime, as in Dovecot; \Recent is "still in `new/`" and ends with
+//! the first session's [`Mailbox::mark_old`].
+//!
 //! All methods do blocking file I/O; async callers run them on the blocking
 //! pool (`shared::blocking`).
 
@@ -16,7 +21,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+mod imap;
+
 use super::index::{Opened, UidList};
+use super::keywords::Info;
 use super::maildir::{self, FileName, Flags};
 
 /// A file found by a sync: in `new/`, info letters, size and vsize from its name.
@@ -36,11 +44,19 @@ pub struct Message {
     pub size: u64,
     /// Bytes with CRLF line ends, if known without reading the file.
     pub vsize: Option<u64>,
+    /// The file's mtime in seconds since the epoch (INTERNALDATE), when this
+    /// session already knows it (it appended or copied the message).
+    pub mtime: Option<i64>,
 }
 
 impl Message {
     pub fn flags(&self) -> Flags {
         Flags::parse(&self.info)
+    }
+
+    /// System flags and keyword letters (see [`super::keywords`]).
+    pub fn parsed_info(&self) -> Info {
+        Info::parse(&self.info)
     }
 
     /// Name of the file in its directory.
@@ -162,8 +178,11 @@ impl Mailbox {
                 None => changes.expunged.push(*uid),
                 Some((in_new, info, size, vsize)) => {
                     let old = self.get(*uid);
-                    if old.is_some_and(|m| m.info != info) {
-                        changes.flags.push(*uid);
+                    match old {
+                        Some(m) if m.info != info => changes.flags.push(*uid),
+                        Some(_) => {}
+                        // Numbered by another session: new to this one.
+                        None => changes.added.push(*uid),
                     }
                     let size = match (size, old) {
                         (Some(s), _) => s,
@@ -177,6 +196,7 @@ impl Mailbox {
                         in_new,
                         size,
                         vsize: vsize.or(old.and_then(|m| m.vsize)),
+                        mtime: old.and_then(|m| m.mtime),
                     });
                 }
             }
@@ -199,9 +219,24 @@ impl Mailbox {
                 in_new,
                 size,
                 vsize,
+                mtime: None,
             });
             changes.added.push(uid);
         }
+        // Assigning re-reads the UID list: another session may have numbered
+        // some of these files (so UIDs can come out of order) or expunged
+        // messages we still showed.
+        kept.sort_by_key(|m| m.uid);
+        kept.dedup_by_key(|m| m.uid);
+        for m in &self.messages {
+            if kept.binary_search_by_key(&m.uid, |k| k.uid).is_err()
+                && !changes.expunged.contains(&m.uid)
+            {
+                changes.expunged.push(m.uid);
+            }
+        }
+        changes.expunged.sort_unstable();
+        changes.added.sort_unstable();
         self.messages = kept;
         self.seen_mtimes = Some(before);
         Ok(changes)
@@ -215,6 +250,7 @@ impl Mailbox {
             in_new,
             size: 0,
             vsize: None,
+            mtime: None,
         };
         fs::metadata(self.path(&m)).map_or(0, |md| md.len())
     }
@@ -265,8 +301,10 @@ impl Mailbox {
 
     /// Moves messages from `new/` to `cur/`: they have now been seen by a
     /// client (IMAP's \Recent ends here; POP3 does it too, as Dovecot does).
-    pub fn mark_old(&mut self) -> io::Result<()> {
-        let mut moved = false;
+    /// Returns the UIDs this call moved: the messages that are \Recent for
+    /// this session (another session that got there first gets the others).
+    pub fn mark_old(&mut self) -> io::Result<Vec<u32>> {
+        let mut moved = Vec::new();
         for i in 0..self.messages.len() {
             if !self.messages[i].in_new {
                 continue;
@@ -277,19 +315,19 @@ impl Mailbox {
             let to = self.path(&m);
             match fs::rename(&from, &to) {
                 Ok(()) => {
+                    moved.push(m.uid);
                     self.messages[i] = m;
-                    moved = true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
         }
-        if moved {
+        if !moved.is_empty() {
             maildir::sync_dir(&self.dir.join("cur"))?;
             maildir::sync_dir(&self.dir.join("new"))?;
             self.seen_mtimes = self.mtimes().ok();
         }
-        Ok(())
+        Ok(moved)
     }
 
     /// Sets the info letters of a message (renaming its file in `cur/`).

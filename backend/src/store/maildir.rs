@@ -216,6 +216,61 @@ pub fn deliver_from(
     Ok((base, target))
 }
 
+/// `body` with CRLF line ends turned into LF, as messages are stored (a
+/// lone CR is kept); borrowed when there is nothing to change.
+pub fn to_lf(body: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if !body.windows(2).any(|w| w == b"\r\n") {
+        return std::borrow::Cow::Borrowed(body);
+    }
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        if body[i] == b'\r' && body.get(i + 1) == Some(&b'\n') {
+            i += 1;
+            continue;
+        }
+        out.push(body[i]);
+        i += 1;
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Durable delivery straight into `cur/` with `info` letters and the file's
+/// mtime set to `mtime` (IMAP APPEND: the mtime is the INTERNALDATE, as in
+/// Dovecot). `body` must be in LF form. Returns the base name and the path.
+pub fn deliver_to_cur(
+    dir: &Path,
+    body: &[u8],
+    info: &str,
+    mtime: Option<std::time::SystemTime>,
+) -> io::Result<(String, PathBuf)> {
+    let (size, vsize) = sizes(body);
+    let base = unique_base(size, vsize);
+    let tmp = dir.join("tmp").join(&base);
+    let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+    let written = f
+        .write_all(body)
+        .and_then(|()| match mtime {
+            Some(t) => f.set_modified(t),
+            None => Ok(()),
+        })
+        .and_then(|()| f.sync_all());
+    drop(f);
+    let target = dir.join("cur").join(format!("{base}:2,{info}"));
+    if let Err(e) = written.and_then(|()| fs::rename(&tmp, &target)) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    sync_dir(&dir.join("cur"))?;
+    Ok((base, target))
+}
+
+/// The delivery time a base name starts with (`<secs>.`), if it does.
+pub fn time_in_name(base: &str) -> Option<std::time::SystemTime> {
+    let secs: u64 = base.split('.').next()?.parse().ok()?;
+    std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(secs))
+}
+
 /// Removes `tmp/` files older than a day and a half, as the Maildir
 /// specification suggests: leftovers of deliveries that died mid-write.
 pub fn clean_tmp(dir: &Path) -> io::Result<usize> {
@@ -259,6 +314,20 @@ mod tests {
         assert_eq!(f.letters(), "FRST");
         assert_eq!(cur_name("b", &f, "ca"), "b:2,FRSTac");
         assert_eq!(cur_name("b", &Flags::default(), ""), "b:2,");
+    }
+
+    #[test]
+    fn lf_form_and_cur_delivery() {
+        assert_eq!(&*to_lf(b"a\r\nb\rc\n"), b"a\nb\rc\n");
+        assert!(matches!(to_lf(b"a\nb"), std::borrow::Cow::Borrowed(_)));
+        let t = tempfile::tempdir().unwrap();
+        create(t.path()).unwrap();
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+        let (base, p) = deliver_to_cur(t.path(), b"x\n", "Sa", Some(when)).unwrap();
+        assert!(p.starts_with(t.path().join("cur")) && p.to_string_lossy().ends_with(":2,Sa"));
+        assert_eq!(fs::metadata(&p).unwrap().modified().unwrap(), when);
+        assert!(time_in_name(&base).is_some());
+        assert_eq!(time_in_name("junk"), None);
     }
 
     #[test]

@@ -10,11 +10,14 @@
 //! [`index`]); other Maildir software ignores it, and Tandem rebuilds it from
 //! the Maildir when files change behind its back.
 
+pub mod folders;
 pub mod index;
+pub mod keywords;
 pub mod mailbox;
 pub mod maildir;
 pub mod path;
 pub mod quota;
+pub mod subscriptions;
 
 use std::fs;
 use std::io;
@@ -22,6 +25,8 @@ use std::path::{Path, PathBuf};
 
 use shared::Address;
 
+pub use folders::{FolderInfo, matches_pattern};
+pub use keywords::{Info, Keywords};
 pub use mailbox::{Changes, Mailbox, Message};
 pub use path::PathError;
 
@@ -33,10 +38,29 @@ pub const SPECIAL_USE: &[(&str, &str)] = &[
     ("Junk", "\\Junk"),
 ];
 
+/// Why a store operation failed. The first group is the client's doing (a
+/// name that cannot be, or names a mailbox that is or is not there); `Io` is
+/// the server's, and may go away on retry.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The name is not acceptable (IMAP: `NO [CANNOT]`).
     #[error(transparent)]
     Path(#[from] PathError),
+    /// IMAP: `NO [NONEXISTENT]` (RFC 5530).
+    #[error("mailbox {0:?} does not exist")]
+    NoSuchMailbox(String),
+    /// IMAP: `NO [ALREADYEXISTS]` (RFC 5530).
+    #[error("mailbox {0:?} already exists")]
+    AlreadyExists(String),
+    /// DELETE of a folder with subfolders, which Tandem refuses as Dovecot
+    /// does (IMAP: `NO [INUSE]` or plain `NO`).
+    #[error("mailbox {0:?} has children, delete them first")]
+    HasChildren(String),
+    /// An operation the mailbox does not allow: deleting INBOX, renaming a
+    /// folder into itself (IMAP: `NO [CANNOT]`).
+    #[error("{0}")]
+    NotAllowed(&'static str),
+    /// The server's trouble (IMAP: `NO [SERVERBUG]`/`[UNAVAILABLE]`).
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
 }
@@ -46,6 +70,17 @@ impl StoreError {
         StoreError::Io {
             path: path.to_owned(),
             source,
+        }
+    }
+
+    /// The RFC 5530 response code an IMAP `NO` should carry.
+    pub fn imap_code(&self) -> &'static str {
+        match self {
+            StoreError::Path(_) | StoreError::NotAllowed(_) => "CANNOT",
+            StoreError::NoSuchMailbox(_) => "NONEXISTENT",
+            StoreError::AlreadyExists(_) => "ALREADYEXISTS",
+            StoreError::HasChildren(_) => "INUSE",
+            StoreError::Io { .. } => "SERVERBUG",
         }
     }
 }
@@ -89,9 +124,12 @@ impl AccountStore {
         let fresh = !self.dir.join("cur").is_dir();
         maildir::create(&self.dir).map_err(|e| StoreError::io(&self.dir, e))?;
         if fresh {
+            let mut subscribed = vec!["INBOX"];
             for (name, _) in SPECIAL_USE {
-                self.create_folder(name)?;
+                self.make_folder(name)?;
+                subscribed.push(name);
             }
+            self.set_subscriptions(&subscribed)?;
             if let Some(parent) = self.dir.parent() {
                 maildir::sync_dir(parent).map_err(|e| StoreError::io(parent, e))?;
             }
@@ -101,13 +139,15 @@ impl AccountStore {
 
     /// The directory of a mailbox: INBOX is the account directory itself.
     pub fn mailbox_dir(&self, name: &str) -> Result<PathBuf, StoreError> {
-        if name.eq_ignore_ascii_case("INBOX") {
+        if path::is_inbox(name) {
             return Ok(self.dir.clone());
         }
         Ok(self.dir.join(path::folder_dir_name(name)?))
     }
 
-    pub fn create_folder(&self, name: &str) -> Result<PathBuf, StoreError> {
+    /// Creates the Maildir of a folder if it is missing (no parents, no error
+    /// if present); see [`AccountStore::create_folder`] for IMAP CREATE.
+    pub(crate) fn make_folder(&self, name: &str) -> Result<PathBuf, StoreError> {
         let dir = self.mailbox_dir(name)?;
         maildir::create(&dir).map_err(|e| StoreError::io(&dir, e))?;
         // Maildir++ marks folders so that delivery agents know quota lives above.
@@ -121,6 +161,9 @@ impl AccountStore {
     /// Opens (and syncs) a mailbox; blocking.
     pub fn open_mailbox(&self, name: &str) -> Result<Mailbox, StoreError> {
         let dir = self.mailbox_dir(name)?;
+        if !path::is_inbox(name) && !dir.is_dir() {
+            return Err(StoreError::NoSuchMailbox(name.to_owned()));
+        }
         Mailbox::open(&dir).map_err(|e| StoreError::io(&dir, e))
     }
 

@@ -46,9 +46,39 @@ pub fn account_dir(root: &Path, address: &Address) -> Result<PathBuf, PathError>
         .join(name))
 }
 
-/// The Maildir++ directory name of a folder (not INBOX), given with `.` as
-/// hierarchy separator: `Archive.2024` -> `.Archive.2024`.
-pub fn folder_dir_name(name: &str) -> Result<String, PathError> {
+/// Most hierarchy levels in a folder name.
+pub const MAX_FOLDER_DEPTH: usize = 16;
+
+/// IMAP's hierarchy delimiter, which is also Maildir++'s: `Archive.2024` is
+/// folder `2024` inside `Archive`, stored as the directory `.Archive.2024`.
+pub const DELIMITER: char = '.';
+
+/// A mailbox name in canonical form: `INBOX` in any case becomes `INBOX`, as
+/// does the first level of `inbox.x` (RFC 3501 §5.1: INBOX is
+/// case-insensitive). Everything else is kept byte for byte (names arrive in
+/// modified UTF-7, or UTF-8 with UTF8=ACCEPT, and are stored as sent).
+pub fn canonical(name: &str) -> String {
+    match name.get(..5) {
+        Some(head)
+            if head.eq_ignore_ascii_case("INBOX")
+                && (name.len() == 5 || name[5..].starts_with(DELIMITER)) =>
+        {
+            format!("INBOX{}", &name[5..])
+        }
+        _ => name.to_owned(),
+    }
+}
+
+/// Whether `name` is INBOX, in any case.
+pub fn is_inbox(name: &str) -> bool {
+    name.eq_ignore_ascii_case("INBOX")
+}
+
+/// Checks a mailbox name other than INBOX: not empty, at most
+/// [`MAX_FOLDER_NAME`] bytes and [`MAX_FOLDER_DEPTH`] levels, no empty level
+/// (so no leading, trailing or doubled `.`, hence no `..`), no `/`, `\`,
+/// control characters, or the LIST wildcards `*` and `%`.
+pub fn check_folder_name(name: &str) -> Result<(), PathError> {
     let bad = |why| Err(PathError::BadMailbox(name.to_owned(), why));
     if name.is_empty() {
         return bad("empty");
@@ -56,11 +86,14 @@ pub fn folder_dir_name(name: &str) -> Result<String, PathError> {
     if name.len() > MAX_FOLDER_NAME {
         return bad("too long");
     }
-    if name.eq_ignore_ascii_case("INBOX") {
+    if is_inbox(name) {
         return bad("INBOX is the account directory itself");
     }
-    if name.starts_with('.') || name.ends_with('.') || name.contains("..") {
+    if name.split(DELIMITER).any(str::is_empty) {
         return bad("empty hierarchy level");
+    }
+    if name.split(DELIMITER).count() > MAX_FOLDER_DEPTH {
+        return bad("too deep");
     }
     if name
         .bytes()
@@ -68,7 +101,28 @@ pub fn folder_dir_name(name: &str) -> Result<String, PathError> {
     {
         return bad("contains '/', '\\' or a control character");
     }
-    Ok(format!(".{name}"))
+    if name.contains(['*', '%']) {
+        return bad("contains a LIST wildcard");
+    }
+    Ok(())
+}
+
+/// The Maildir++ directory name of a folder (not INBOX), given with `.` as
+/// hierarchy separator: `Archive.2024` -> `.Archive.2024`; `inbox.x` ->
+/// `.INBOX.x` (see [`canonical`]).
+pub fn folder_dir_name(name: &str) -> Result<String, PathError> {
+    check_folder_name(name)?;
+    Ok(format!(".{}", canonical(name)))
+}
+
+/// The folder name of a directory in the account directory, if it is one:
+/// `.Sent` -> `Sent`. Names starting with `..` (folders being deleted) and
+/// names that [`check_folder_name`] refuses (made by other software) are not
+/// listed, so everything listed can be opened; `.INBOX` (only a level of
+/// `INBOX.x` names) is not a folder either.
+pub fn folder_of_dir_name(dir_name: &str) -> Option<&str> {
+    let name = dir_name.strip_prefix('.')?;
+    check_folder_name(name).is_ok().then_some(name)
 }
 
 #[cfg(test)]
@@ -127,9 +181,19 @@ mod tests {
         assert_eq!(folder_dir_name("Archive.2024").unwrap(), ".Archive.2024");
         for bad in [
             "", "INBOX", "inbox", ".x", "x.", "a..b", "a/b", "../etc", "a\\b", "a\0b", "a\nb",
+            "a*", "b%c", "..", ".", "a.b.",
         ] {
             assert!(folder_dir_name(bad).is_err(), "{bad:?}");
         }
         assert!(folder_dir_name(&"x".repeat(MAX_FOLDER_NAME + 1)).is_err());
+        assert!(folder_dir_name(&vec!["a"; MAX_FOLDER_DEPTH + 1].join(".")).is_err());
+        assert_eq!(folder_dir_name("inbox.x").unwrap(), ".INBOX.x");
+        assert_eq!(folder_dir_name("INBOXES").unwrap(), ".INBOXES");
+        assert_eq!(canonical("Inbox"), "INBOX");
+        assert_eq!(folder_of_dir_name(".Sent"), Some("Sent"));
+        assert_eq!(folder_of_dir_name(".A.B"), Some("A.B"));
+        for not in ["..DELETED.1", ".", "..", "cur", ".a.", "", ".INBOX", ".a*"] {
+            assert_eq!(folder_of_dir_name(not), None, "{not:?}");
+        }
     }
 }

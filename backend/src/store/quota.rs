@@ -86,7 +86,8 @@ pub fn recalculate(root: &Path, limit: u64) -> io::Result<Usage> {
         let entry = entry?;
         let name = entry.file_name();
         let n = name.to_string_lossy();
-        if n.starts_with('.') && n != "." && n != ".." && entry.file_type()?.is_dir() {
+        // `..DELETED.*` are folders half-way through deletion.
+        if n.starts_with('.') && !n.starts_with("..") && n != "." && entry.file_type()?.is_dir() {
             dirs.push(entry.path());
         }
     }
