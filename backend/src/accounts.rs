@@ -6,7 +6,8 @@
 //! another [`Ownership`] without the protocols changing.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard as SyncGuard, Weak};
 
 use async_trait::async_trait;
 use locator::Account;
@@ -14,7 +15,7 @@ use shared::Address;
 use shared::blocking::Blocking;
 use tokio::sync::{Mutex as AsyncMutex, MutexGuard, OwnedMutexGuard};
 
-use crate::store::{AccountStore, Store, StoreError};
+use crate::store::{AccountStore, Changes, Mailbox, Store, StoreError};
 
 /// Who may serve an account right now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,9 +77,13 @@ pub struct Accounts {
     locks: Mutex<HashMap<Address, Weak<Locks>>>,
 }
 
-/// Per-account locks shared by every session of the account on this node.
+/// Per-account state shared by every session of the account on this node.
 #[derive(Default)]
 struct Locks {
+    /// Mailboxes some session has open (IMAP SELECT, STATUS): one in-memory
+    /// index per mailbox on the node that owns the account, so sessions never
+    /// hold diverging copies of the UID list.
+    mailboxes: Mutex<HashMap<String, Weak<OpenMailbox>>>,
     /// Held while a mailbox's UID list is synced or rewritten.
     index: AsyncMutex<()>,
     /// Held by a POP3 session for its whole life (RFC 1939's exclusive
@@ -171,6 +176,56 @@ impl Opened {
         self.locks.exclusive.clone().try_lock_owned().ok()
     }
 
+    /// The node-wide handle of a mailbox, opened (and synced) on first use.
+    /// `name` is as stored: INBOX in upper case, folders as given.
+    pub async fn mailbox(&self, name: &str) -> Result<Arc<OpenMailbox>, OpenError> {
+        let key = mailbox_key(name);
+        if let Some(mb) = self.cached_mailbox(&key) {
+            return Ok(mb);
+        }
+        let _index = self.index_lock().await;
+        if let Some(mb) = self.cached_mailbox(&key) {
+            return Ok(mb);
+        }
+        let n = key.clone();
+        let mailbox = self.run(move |store| store.open_mailbox(&n)).await??;
+        let mb = Arc::new(OpenMailbox {
+            name: key.clone(),
+            inner: Mutex::new(mailbox),
+            generation: AtomicU64::new(1),
+        });
+        let mut map = self
+            .locks
+            .mailboxes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, w| w.strong_count() > 0);
+        map.insert(key, Arc::downgrade(&mb));
+        Ok(mb)
+    }
+
+    fn cached_mailbox(&self, key: &str) -> Option<Arc<OpenMailbox>> {
+        let map = self
+            .locks
+            .mailboxes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.get(key).and_then(Weak::upgrade)
+    }
+
+    /// Forgets open handles of `name` and the folders below it (after DELETE
+    /// or RENAME): sessions still holding one see its messages vanish.
+    pub fn forget_mailbox(&self, name: &str) {
+        let key = mailbox_key(name);
+        let below = format!("{key}.");
+        let mut map = self
+            .locks
+            .mailboxes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.retain(|k, _| *k != key && !k.starts_with(&below));
+    }
+
     /// Runs blocking store work off the reactor.
     pub async fn run<T: Send + 'static>(
         &self,
@@ -178,5 +233,51 @@ impl Opened {
     ) -> Result<T, shared::blocking::BlockingError> {
         let store = self.store.clone();
         self.blocking.run(move || f(&store)).await
+    }
+}
+
+fn mailbox_key(name: &str) -> String {
+    if name.eq_ignore_ascii_case("INBOX") {
+        "INBOX".to_owned()
+    } else {
+        name.to_owned()
+    }
+}
+
+/// A mailbox open on this node, shared by its sessions.
+///
+/// `generation` grows with every change any session made or saw, so a
+/// session that last looked at generation `g` knows in one load whether it
+/// has anything to tell its client.
+pub struct OpenMailbox {
+    pub name: String,
+    inner: Mutex<Mailbox>,
+    generation: AtomicU64,
+}
+
+impl OpenMailbox {
+    /// Locks the index; blocking callers only (the store does file I/O
+    /// under it).
+    pub fn lock(&self) -> SyncGuard<'_, Mailbox> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Records that the mailbox changed.
+    pub fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Syncs with the Maildir; blocking.
+    pub fn sync(&self) -> std::io::Result<Changes> {
+        let mut mb = self.lock();
+        let c = mb.sync()?;
+        if !c.is_empty() {
+            self.changed();
+        }
+        Ok(c)
     }
 }

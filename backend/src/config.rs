@@ -12,6 +12,8 @@
 //!   tls: { cert: /etc/tandem/tls.crt, key: /etc/tandem/tls.key }
 //!   listen:
 //!     lmtp: 0.0.0.0:24
+//!     imap: 0.0.0.0:143
+//!     imaps: 0.0.0.0:993
 //!     pop3: 0.0.0.0:110
 //!     pop3s: 0.0.0.0:995
 //!     admin: 127.0.0.1:9101
@@ -25,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use shared::config::{Problems, ProxyLogin, TlsFiles, Validate, join};
 use shared::net::NetList;
 
+use crate::imap::ImapConfig;
 use crate::lmtp::LmtpConfig;
 use crate::pop3::Pop3Config;
 
@@ -58,6 +61,8 @@ pub struct BackendConfig {
     pub lmtp: LmtpConfig,
     #[serde(default)]
     pub pop3: Pop3Config,
+    #[serde(default)]
+    pub imap: ImapConfig,
 }
 
 /// Where each service listens; a service without an address is off.
@@ -66,6 +71,11 @@ pub struct BackendConfig {
 pub struct Listen {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lmtp: Option<SocketAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imap: Option<SocketAddr>,
+    /// IMAP over implicit TLS; needs `tls`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imaps: Option<SocketAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pop3: Option<SocketAddr>,
     /// POP3 over implicit TLS; needs `tls`.
@@ -107,12 +117,18 @@ impl Validate for BackendConfig {
             );
         }
         let l = &self.listen;
-        if l.lmtp.is_none() && l.pop3.is_none() && l.pop3s.is_none() {
+        if [l.lmtp, l.imap, l.imaps, l.pop3, l.pop3s]
+            .iter()
+            .all(Option::is_none)
+        {
             p.push(
                 &join(at, "listen"),
                 "lmtp",
-                "no service to listen for (lmtp, pop3, pop3s)",
+                "no service to listen for (lmtp, imap, imaps, pop3, pop3s)",
             );
+        }
+        if l.imaps.is_some() && self.tls.is_none() {
+            p.push(&join(at, "listen"), "imaps", "needs a `tls` section");
         }
         if l.pop3s.is_some() && self.tls.is_none() {
             p.push(&join(at, "listen"), "pop3s", "needs a `tls` section");
@@ -139,5 +155,6 @@ impl Validate for BackendConfig {
         }
         self.lmtp.validate(&join(at, "lmtp"), p);
         self.pop3.validate(&join(at, "pop3"), p);
+        self.imap.validate(&join(at, "imap"), p);
     }
 }

@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use crate::accounts::{Accounts, SingleNode};
 use crate::auth::{Auth, ProxyIdentity};
 use crate::config::BackendConfig;
+use crate::imap::{Imap, ImapMetrics};
 use crate::lmtp::{Lmtp, LmtpMetrics};
 use crate::node::Node;
 use crate::pop3::{Pop3, Pop3Metrics};
@@ -50,6 +51,7 @@ pub async fn run(
     let listener_metrics = ListenerMetrics::register(&mut registry);
     let lmtp_metrics = LmtpMetrics::register(&mut registry);
     let pop3_metrics = Pop3Metrics::register(&mut registry);
+    let imap_metrics = ImapMetrics::register(&mut registry);
 
     let dir = locator::config::open(locator_cfg, Open::Lazy)
         .await
@@ -116,6 +118,8 @@ pub async fn run(
     let mut bound = Vec::new();
     for (name, addr) in [
         ("lmtp", cfg.listen.lmtp),
+        ("imap", cfg.listen.imap),
+        ("imaps", cfg.listen.imaps),
         ("pop3", cfg.listen.pop3),
         ("pop3s", cfg.listen.pop3s),
         ("admin", cfg.listen.admin),
@@ -143,6 +147,15 @@ pub async fn run(
                     &listener_metrics,
                     token,
                 );
+            }
+            "imap" | "imaps" => {
+                let p = Arc::new(Imap::new(
+                    node.clone(),
+                    cfg.imap.clone(),
+                    imap_metrics.clone(),
+                ));
+                let cfg = listener(name, name == "imaps");
+                spawn(&tracker, tcp, cfg, p, &listener_metrics, token);
             }
             "pop3" | "pop3s" => {
                 let p = Arc::new(Pop3::new(

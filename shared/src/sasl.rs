@@ -58,6 +58,15 @@ pub fn decode_plain(b64: &[u8]) -> Result<Plain, SaslError> {
         return Err(SaslError::TooLong);
     }
     let raw = STANDARD.decode(b64).map_err(|_| SaslError::Base64)?;
+    parse_plain(&raw)
+}
+
+/// Parses a decoded PLAIN response (`authzid NUL authcid NUL password`),
+/// for protocol parsers that already took the base64 off.
+pub fn parse_plain(raw: &[u8]) -> Result<Plain, SaslError> {
+    if raw.len() > MAX_PLAIN {
+        return Err(SaslError::TooLong);
+    }
     let mut parts = raw.splitn(3, |&b| b == 0);
     let (Some(authzid), Some(authcid), Some(password)) = (parts.next(), parts.next(), parts.next())
     else {

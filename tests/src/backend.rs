@@ -34,6 +34,7 @@ pub struct Backend {
     config: PathBuf,
     lmtp: SocketAddr,
     pop3: SocketAddr,
+    imap: SocketAddr,
     admin: SocketAddr,
     locator_db: PathBuf,
     node: String,
@@ -69,7 +70,7 @@ impl Backend {
         let port = |_| -> anyhow::Result<SocketAddr> {
             Ok(SocketAddr::from(([127, 0, 0, 1], free_port()?)))
         };
-        let (lmtp, pop3, admin) = (port(0)?, port(1)?, port(2)?);
+        let (lmtp, pop3, admin, imap) = (port(0)?, port(1)?, port(2)?, port(3)?);
         let store = dir.path().join("store");
         std::fs::create_dir(&store).with_context(|| format!("create {}", store.display()))?;
         let config = dir.path().join("tandem.yaml");
@@ -79,8 +80,9 @@ impl Backend {
             "locator:\n  sql:\n    url: sqlite://{db}\n  cache:\n    ttl: 1s\n    negative_ttl: 1s\n    stale_for: 1h\n    retry_after: 1s\n\
              backend:\n  cluster: {cluster}\n  store_root: {store}\n  hostname: backend.test\n\
              \x20 proxy_login:\n    identity: {PROXY_IDENTITY}\n    secret: {PROXY_SECRET}\n\
-             \x20 listen:\n    lmtp: {lmtp}\n    pop3: {pop3}\n    admin: {admin}\n\
-             \x20 pop3:\n    auth_failure_delay: 100ms\n{proxied}{extra}",
+             \x20 listen:\n    lmtp: {lmtp}\n    pop3: {pop3}\n    imap: {imap}\n    admin: {admin}\n\
+             \x20 pop3:\n    auth_failure_delay: 100ms\n\
+             \x20 imap:\n    auth_failure_delay: 100ms\n{proxied}{extra}",
             db = db.display(),
             // Test frontends connect from 127.0.0.2 (see tests::frontend).
             proxied = if extra.contains("proxy_protocol_from") {
@@ -97,6 +99,7 @@ impl Backend {
             config,
             lmtp,
             pop3,
+            imap,
             admin,
             locator_db: db,
             node: node.to_owned(),
@@ -107,9 +110,9 @@ impl Backend {
         if b.tandem(&["cluster", "show", cluster]).status.code() != Some(0) {
             b.tandem_ok(&["cluster", "add", cluster])?;
         }
-        let (l, p) = (lmtp.to_string(), pop3.to_string());
+        let (l, p, i) = (lmtp.to_string(), pop3.to_string(), imap.to_string());
         b.tandem_ok(&[
-            "cluster", "node", "add", cluster, node, "--lmtp", &l, "--pop3", &p,
+            "cluster", "node", "add", cluster, node, "--lmtp", &l, "--pop3", &p, "--imap", &i,
         ])?;
         b.restart()?;
         Ok(b)
@@ -126,6 +129,10 @@ impl Backend {
 
     pub fn pop3_addr(&self) -> SocketAddr {
         self.pop3
+    }
+
+    pub fn imap_addr(&self) -> SocketAddr {
+        self.imap
     }
 
     pub fn admin_addr(&self) -> SocketAddr {

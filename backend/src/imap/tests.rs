@@ -475,3 +475,20 @@ async fn imap_reader_never_panics_on_random_input() {
         assert_eq!(got.last().map(String::as_str), Some("EOF"));
     }
 }
+
+#[test]
+fn list_patterns_parse() {
+    for line in [
+        &b"a LIST \"\" Jobs*\r\n"[..],
+        b"a LIST \"\" \"Jobs*\"\r\n",
+        b"a LIST \"\" *\r\n",
+        b"a LIST \"\" %\r\n",
+    ] {
+        let next = super::codec::parse_command(line);
+        assert!(
+            matches!(next, super::Next::Command(_)),
+            "{:?}: {next:?}",
+            String::from_utf8_lossy(line)
+        );
+    }
+}

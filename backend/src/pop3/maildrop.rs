@@ -1,11 +1,11 @@
 //! The maildrop of one POP3 session (RFC 1939 §3, §5): INBOX as it was at
 //! login, numbered 1..n, with the session's deletions and retrievals.
 //!
-//! The session keeps no `Mailbox` between commands: a long-lived one would
-//! hold a stale UID list, and syncing it later (a message renamed by
-//! another client, at UPDATE) could hand out UIDs another session already
-//! gave. Reads go to the file the snapshot names; the mailbox is opened
-//! afresh, under the index lock, only to find a renamed file and at UPDATE.
+//! The mailbox itself is the node's shared handle of INBOX (the one IMAP
+//! sessions use too), so there is one UID list in memory per mailbox and no
+//! session can hand out a UID another already gave. Reads go to the file
+//! the snapshot names; the handle is asked again only to find a renamed
+//! file and at UPDATE.
 
 use std::collections::HashMap;
 use std::fs;
@@ -75,10 +75,11 @@ impl Maildrop {
     /// Opens and syncs INBOX under the account's index lock, and takes the
     /// snapshot.
     pub async fn open(opened: &Opened) -> io::Result<Maildrop> {
-        let _index = opened.index_lock().await;
+        let shared = opened.mailbox("INBOX").await.map_err(io::Error::other)?;
         opened
-            .run(|store| -> io::Result<Maildrop> {
-                let mut mb = store.open_mailbox("INBOX").map_err(io::Error::other)?;
+            .run(move |_| -> io::Result<Maildrop> {
+                shared.sync()?;
+                let mut mb = shared.lock();
                 let found: Vec<(u32, u64, String)> = mb
                     .messages()
                     .iter()
@@ -192,10 +193,11 @@ impl Maildrop {
         }
         // Renamed since the snapshot (a flag change elsewhere): ask the
         // mailbox where it is now.
-        let _index = opened.index_lock().await;
+        let shared = opened.mailbox("INBOX").await.map_err(io::Error::other)?;
         let found = opened
-            .run(move |store| -> io::Result<(String, Vec<u8>)> {
-                let mb = store.open_mailbox("INBOX").map_err(io::Error::other)?;
+            .run(move |_| -> io::Result<(String, Vec<u8>)> {
+                shared.sync()?;
+                let mb = shared.lock();
                 let m = mb.get(uid).ok_or(io::ErrorKind::NotFound)?;
                 let sub = if m.in_new { "new" } else { "cur" };
                 Ok((format!("{sub}/{}", m.file_name()), fs::read(mb.path(m))?))
@@ -236,10 +238,13 @@ impl Maildrop {
             .filter(|e| update && e.deleted)
             .map(|e| (e.uid, (e.size, e.octets)))
             .collect();
-        let _index = opened.index_lock().await;
+        let shared = opened.mailbox("INBOX").await.map_err(io::Error::other)?;
         opened
             .run(move |store| -> io::Result<Committed> {
-                let mut mb = store.open_mailbox("INBOX").map_err(io::Error::other)?;
+                shared.sync()?;
+                let mut mb = shared.lock();
+                // Other sessions (IMAP) learn of the changes below.
+                shared.changed();
                 let mut done = Committed::default();
                 if !deleted.is_empty() {
                     let gone = mb.expunge(&deleted)?;

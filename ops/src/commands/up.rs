@@ -22,11 +22,21 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(40);
 
 struct Ports {
+    imap: u16,
+    imaps: u16,
     pop3: u16,
     pop3s: u16,
     admin: u16,
-    /// Per backend cluster: (lmtp, pop3, admin).
-    backends: [(u16, u16, u16); 2],
+    /// Per backend cluster.
+    backends: [BackendPorts; 2],
+}
+
+#[derive(Clone, Copy)]
+struct BackendPorts {
+    lmtp: u16,
+    imap: u16,
+    pop3: u16,
+    admin: u16,
 }
 
 impl Ports {
@@ -38,14 +48,21 @@ impl Ports {
                 ))
             })
         };
+        let backend = |i: u16| -> Result<BackendPorts, Failure> {
+            Ok(BackendPorts {
+                lmtp: p(2424 + i)?,
+                imap: p(2143 + i)?,
+                pop3: p(2110 + i)?,
+                admin: p(9101 + i)?,
+            })
+        };
         Ok(Ports {
+            imap: p(1143)?,
+            imaps: p(1993)?,
             pop3: p(1110)?,
             pop3s: p(1995)?,
             admin: p(9100)?,
-            backends: [
-                (p(2424)?, p(2110)?, p(9101)?),
-                (p(2425)?, p(2111)?, p(9102)?),
-            ],
+            backends: [backend(0)?, backend(1)?],
         })
     }
 }
@@ -75,10 +92,12 @@ pub async fn up(dir: &Path, offset: u16, json: bool) -> Result<(), Failure> {
     let frontend = format!(
         "{locator}frontend:\n  source_address: 127.0.0.2\n  backend_login:\n    identity: tandem-proxy\n    secret_file: {secret}\n\
          \x20 tls:\n    cert: {cert}\n    key: {key}\n\
-         \x20 listen:\n    pop3: 127.0.0.1:{pop3}\n    pop3s: 127.0.0.1:{pop3s}\n    admin: 127.0.0.1:{admin}\n",
+         \x20 listen:\n    imap: 127.0.0.1:{imap}\n    imaps: 127.0.0.1:{imaps}\n    pop3: 127.0.0.1:{pop3}\n    pop3s: 127.0.0.1:{pop3s}\n    admin: 127.0.0.1:{admin}\n",
         secret = secret.display(),
         cert = cert.display(),
         key = key.display(),
+        imap = ports.imap,
+        imaps = ports.imaps,
         pop3 = ports.pop3,
         pop3s = ports.pop3s,
         admin = ports.admin,
@@ -89,7 +108,13 @@ pub async fn up(dir: &Path, offset: u16, json: bool) -> Result<(), Failure> {
     let directory = locator::config::open(&cfg.locator, Open::Eager).await?;
 
     let mut daemons = Vec::new();
-    for (i, (lmtp, pop3, admin)) in ports.backends.iter().enumerate() {
+    for (i, b) in ports.backends.iter().enumerate() {
+        let BackendPorts {
+            lmtp,
+            imap,
+            pop3,
+            admin,
+        } = *b;
         let (cluster, node) = (format!("c{}", i + 1), format!("n{}", i + 1));
         let store = dir.join("store").join(&cluster);
         std::fs::create_dir_all(&store).map_err(|e| io(&store.display().to_string(), e))?;
@@ -98,7 +123,7 @@ pub async fn up(dir: &Path, offset: u16, json: bool) -> Result<(), Failure> {
              \x20 proxy_protocol_from: [127.0.0.2/32]\n\
              \x20 proxy_login:\n    identity: tandem-proxy\n    secret_file: {secret}\n\
              \x20 tls:\n    cert: {cert}\n    key: {key}\n\
-             \x20 listen:\n    lmtp: 127.0.0.1:{lmtp}\n    pop3: 127.0.0.1:{pop3}\n    admin: 127.0.0.1:{admin}\n",
+             \x20 listen:\n    lmtp: 127.0.0.1:{lmtp}\n    imap: 127.0.0.1:{imap}\n    pop3: 127.0.0.1:{pop3}\n    admin: 127.0.0.1:{admin}\n",
             store = store.display(),
             secret = secret.display(),
             cert = cert.display(),
@@ -117,7 +142,7 @@ pub async fn up(dir: &Path, offset: u16, json: bool) -> Result<(), Failure> {
                 &cluster,
                 &Node {
                     id: node.clone(),
-                    imap: None,
+                    imap: Some(format!("127.0.0.1:{imap}")),
                     pop3: Some(format!("127.0.0.1:{pop3}")),
                     lmtp: Some(format!("127.0.0.1:{lmtp}")),
                     http: None,
@@ -130,7 +155,7 @@ pub async fn up(dir: &Path, offset: u16, json: bool) -> Result<(), Failure> {
             &format!("backend-{cluster}"),
             &path,
             &["backend", "--node", &node],
-            *admin,
+            admin,
         )?);
     }
     daemons.push(spawn(
@@ -148,11 +173,13 @@ pub async fn up(dir: &Path, offset: u16, json: bool) -> Result<(), Failure> {
     }
     let endpoints = serde_json::json!({
         "config": main_config,
+        "imap": format!("127.0.0.1:{}", ports.imap),
+        "imaps": format!("127.0.0.1:{}", ports.imaps),
         "pop3": format!("127.0.0.1:{}", ports.pop3),
         "pop3s": format!("127.0.0.1:{}", ports.pop3s),
         "metrics": format!("http://127.0.0.1:{}/metrics", ports.admin),
         "lmtp": ports.backends.iter().enumerate()
-            .map(|(i, b)| (format!("c{}", i + 1), format!("127.0.0.1:{}", b.0)))
+            .map(|(i, b)| (format!("c{}", i + 1), format!("127.0.0.1:{}", b.lmtp)))
             .collect::<std::collections::BTreeMap<_, _>>(),
         "logs": dir.join("logs"),
     });
@@ -162,11 +189,16 @@ pub async fn up(dir: &Path, offset: u16, json: bool) -> Result<(), Failure> {
         let mut text = String::new();
         let _ = writeln!(
             text,
+            "IMAP      127.0.0.1:{} (STARTTLS) IMAPS 127.0.0.1:{}",
+            ports.imap, ports.imaps
+        );
+        let _ = writeln!(
+            text,
             "POP3      127.0.0.1:{} (STLS)   POP3S 127.0.0.1:{}",
             ports.pop3, ports.pop3s
         );
         for (i, b) in ports.backends.iter().enumerate() {
-            let _ = writeln!(text, "LMTP c{}   127.0.0.1:{}", i + 1, b.0);
+            let _ = writeln!(text, "LMTP c{}   127.0.0.1:{}", i + 1, b.lmtp);
         }
         let _ = writeln!(text, "metrics   http://127.0.0.1:{}/metrics", ports.admin);
         let _ = writeln!(text, "logs      {}", dir.join("logs").display());

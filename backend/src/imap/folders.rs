@@ -1,0 +1,312 @@
+//! Mailbox management (RFC 3501 §6.3.3–6.3.11): CREATE, DELETE, RENAME,
+//! SUBSCRIBE, UNSUBSCRIBE, LIST and LSUB (with RFC 6154 special-use and
+//! RFC 3348 children attributes), and APPEND (with UIDPLUS's APPENDUID).
+//!
+//! Names are Maildir++ folders with `.` as the hierarchy delimiter; the
+//! store validates them and answers with typed errors that map onto RFC
+//! 5530 response codes.
+
+use imap_codec::imap_types::command::CommandBody;
+use imap_codec::imap_types::datetime::DateTime;
+use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
+use imap_codec::imap_types::flag::Flag;
+use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox as MailboxArg};
+
+use super::authenticated::mailbox_name;
+use super::respond;
+use super::selected::flag_bit;
+use super::session::{Flow, Session};
+use super::view::bits_info;
+use crate::store::folders::matches_pattern;
+use crate::store::keywords::Keywords;
+use crate::store::{FolderInfo, StoreError};
+
+fn list_pattern(reference: &MailboxArg<'_>, pattern: &ListMailbox<'_>) -> (String, String) {
+    let reference = match reference {
+        MailboxArg::Inbox => "INBOX".to_owned(),
+        MailboxArg::Other(o) => String::from_utf8_lossy(o.as_ref()).into_owned(),
+    };
+    let pattern = match pattern {
+        ListMailbox::Token(t) => String::from_utf8_lossy(t.as_ref()).into_owned(),
+        ListMailbox::String(s) => String::from_utf8_lossy(s.as_ref()).into_owned(),
+    };
+    (reference, pattern)
+}
+
+fn attributes(out: &mut Vec<u8>, f: &FolderInfo) {
+    out.push(b'(');
+    let mut attrs: Vec<&str> = Vec::new();
+    if f.noselect {
+        attrs.push("\\Noselect");
+    }
+    attrs.push(if f.has_children {
+        "\\HasChildren"
+    } else {
+        "\\HasNoChildren"
+    });
+    if let Some(s) = f.special_use {
+        attrs.push(s);
+    }
+    out.extend_from_slice(attrs.join(" ").as_bytes());
+    out.push(b')');
+}
+
+impl Session<'_> {
+    /// Folder commands and APPEND; anything left is not a command we know.
+    pub(super) async fn folders(&mut self, tag: &str, body: CommandBody<'static>) -> Flow {
+        match body {
+            CommandBody::Create { mailbox } => {
+                self.folder_op(tag, &mailbox, "CREATE", |store, name| {
+                    store.create_folder(name).map(|_| ())
+                })
+                .await
+            }
+            CommandBody::Delete { mailbox } => {
+                let flow = self
+                    .folder_op(tag, &mailbox, "DELETE", |store, name| {
+                        store.delete_folder(name)
+                    })
+                    .await;
+                self.forget(&mailbox);
+                flow
+            }
+            CommandBody::Rename { from, to } => {
+                let Ok(to) = mailbox_name(&to) else {
+                    return self.no(tag, "[CANNOT] Invalid mailbox name.");
+                };
+                let flow = self
+                    .folder_op(tag, &from, "RENAME", move |store, name| {
+                        store.rename_folder(name, &to)
+                    })
+                    .await;
+                self.forget(&from);
+                flow
+            }
+            CommandBody::Subscribe { mailbox } => {
+                self.folder_op(tag, &mailbox, "SUBSCRIBE", |store, name| {
+                    store.subscribe(name)
+                })
+                .await
+            }
+            CommandBody::Unsubscribe { mailbox } => {
+                self.folder_op(tag, &mailbox, "UNSUBSCRIBE", |store, name| {
+                    store.unsubscribe(name).map(|_| ())
+                })
+                .await
+            }
+            CommandBody::List {
+                reference,
+                mailbox_wildcard,
+            } => self.list(tag, &reference, &mailbox_wildcard, false).await,
+            CommandBody::Lsub {
+                reference,
+                mailbox_wildcard,
+            } => self.list(tag, &reference, &mailbox_wildcard, true).await,
+            CommandBody::Append {
+                mailbox,
+                flags,
+                date,
+                message,
+            } => self.append(tag, &mailbox, &flags, date, message).await,
+            other => self.bad(tag, &format!("Unsupported command {}.", other.name())),
+        }
+    }
+
+    /// Handles a selected mailbox that was deleted or renamed away.
+    fn forget(&mut self, mailbox: &MailboxArg<'_>) {
+        if let (Some(user), Ok(name)) = (&self.user, mailbox_name(mailbox)) {
+            user.forget_mailbox(&name);
+        }
+    }
+
+    /// Runs a store operation on a named mailbox and answers OK or the
+    /// store's RFC 5530 code.
+    async fn folder_op(
+        &mut self,
+        tag: &str,
+        mailbox: &MailboxArg<'_>,
+        what: &str,
+        op: impl FnOnce(&crate::store::AccountStore, &str) -> Result<(), StoreError> + Send + 'static,
+    ) -> Flow {
+        let name = match mailbox_name(mailbox) {
+            Ok(n) => n,
+            Err(why) => return self.no(tag, &format!("[CANNOT] {why}")),
+        };
+        let Some(user) = &self.user else {
+            return self.bad(tag, "Log in first.");
+        };
+        let result = user.run(move |store| op(store, &name)).await;
+        match result {
+            Ok(Ok(())) => self.ok(tag, &format!("{what} completed.")),
+            Ok(Err(e @ StoreError::Io { .. })) => self.store_failed(tag, what, &e),
+            Ok(Err(e)) => {
+                let text = format!("[{}] {}.", e.imap_code(), capitalised(&e.to_string()));
+                self.no(tag, &text)
+            }
+            Err(e) => self.store_failed(tag, what, &e),
+        }
+    }
+
+    async fn list(
+        &mut self,
+        tag: &str,
+        reference: &MailboxArg<'_>,
+        pattern: &ListMailbox<'_>,
+        subscribed: bool,
+    ) -> Flow {
+        let (reference, pattern) = list_pattern(reference, pattern);
+        let cmd = if subscribed { "LSUB" } else { "LIST" };
+        if pattern.is_empty() && !subscribed {
+            // RFC 3501 §6.3.8: the delimiter and the root of the reference.
+            self.out
+                .extend_from_slice(b"* LIST (\\Noselect) \".\" \"\"\r\n");
+            return self.ok(tag, "LIST completed.");
+        }
+        let full = if reference.is_empty() || pattern.starts_with('.') {
+            pattern
+        } else if reference.ends_with('.') {
+            format!("{reference}{pattern}")
+        } else {
+            format!("{reference}.{pattern}")
+        };
+        let Some(user) = &self.user else {
+            return self.bad(tag, "Log in first.");
+        };
+        let r = user
+            .run(
+                move |store| -> Result<(Vec<FolderInfo>, Vec<String>), StoreError> {
+                    let all = store.list()?;
+                    let subs = if subscribed {
+                        store.subscriptions()?
+                    } else {
+                        Vec::new()
+                    };
+                    Ok((all, subs))
+                },
+            )
+            .await;
+        let (all, subs) = match r {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => return self.store_failed(tag, cmd, &e),
+            Err(e) => return self.store_failed(tag, cmd, &e),
+        };
+        let mut line = Vec::new();
+        if subscribed {
+            for name in subs.iter().filter(|n| matches_pattern(&full, n, '.')) {
+                let info = all.iter().find(|f| &f.name == name);
+                line.extend_from_slice(b"* LSUB ");
+                match info {
+                    Some(f) => attributes(&mut line, f),
+                    None => line.extend_from_slice(b"(\\Noselect)"),
+                }
+                line.extend_from_slice(b" \".\" ");
+                respond::mailbox(&mut line, name);
+                line.extend_from_slice(b"\r\n");
+            }
+        } else {
+            for f in all.iter().filter(|f| matches_pattern(&full, &f.name, '.')) {
+                line.extend_from_slice(b"* LIST ");
+                attributes(&mut line, f);
+                line.extend_from_slice(b" \".\" ");
+                respond::mailbox(&mut line, &f.name);
+                line.extend_from_slice(b"\r\n");
+            }
+        }
+        self.out.extend_from_slice(&line);
+        self.ok(tag, &format!("{cmd} completed."))
+    }
+
+    async fn append(
+        &mut self,
+        tag: &str,
+        mailbox: &MailboxArg<'_>,
+        flags: &[Flag<'static>],
+        date: Option<DateTime>,
+        message: LiteralOrLiteral8<'static>,
+    ) -> Flow {
+        let name = match mailbox_name(mailbox) {
+            Ok(n) => n,
+            Err(why) => return self.no(tag, &format!("[CANNOT] {why}")),
+        };
+        let body: Vec<u8> = match message {
+            LiteralOrLiteral8::Literal(l) => l.data().to_vec(),
+            LiteralOrLiteral8::Literal8(l) => l.data.to_vec(),
+        };
+        let mb = match self.open_mailbox(&name).await {
+            Ok(mb) => mb,
+            Err(crate::accounts::OpenError::Store(StoreError::NoSuchMailbox(_))) => {
+                return self.no(tag, "[TRYCREATE] Mailbox doesn't exist.");
+            }
+            Err(e) => return self.open_failed(tag, e),
+        };
+        let Some(user) = &self.user else {
+            return self.bad(tag, "Log in first.");
+        };
+        let limit = user.account.quota;
+        let when = date.map(|d| {
+            let secs = d.as_ref().timestamp();
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64)
+        });
+        let keywords: Vec<String> = flags
+            .iter()
+            .filter_map(|f| match f {
+                Flag::Keyword(k) if !k.as_ref().eq_ignore_ascii_case("$Forwarded") => {
+                    Some(k.as_ref().to_owned())
+                }
+                _ => None,
+            })
+            .collect();
+        let mut mask = 0;
+        for f in flags {
+            mask |= flag_bit(f, &mut |_| Some(0)).unwrap_or(0);
+        }
+        let r = user
+            .run(
+                move |store| -> Result<Result<(u32, u32), &'static str>, StoreError> {
+                    if limit > 0 {
+                        let used = store.usage(limit)?;
+                        if used.bytes + body.len() as u64 > limit {
+                            return Ok(Err("[OVERQUOTA] Quota exceeded."));
+                        }
+                    }
+                    let dir = mb.lock().dir().to_owned();
+                    let io = |e| StoreError::io(&dir, e);
+                    let mut kw = Keywords::load(&dir).map_err(io)?;
+                    let mut mask = mask;
+                    for k in &keywords {
+                        match kw.letter_for(k, true).map_err(io)? {
+                            Some(l) => mask |= super::view::info_bits(&l.to_string()),
+                            None => return Ok(Err("[LIMIT] Too many keywords in this mailbox.")),
+                        }
+                    }
+                    let mut g = mb.lock();
+                    let uid = g.append(&body, &bits_info(mask), when).map_err(io)?;
+                    let validity = g.uid_validity();
+                    drop(g);
+                    mb.changed();
+                    Ok(Ok((validity, uid)))
+                },
+            )
+            .await;
+        match r {
+            Ok(Ok(Ok((validity, uid)))) => {
+                self.refresh(true).await;
+                self.ok(
+                    tag,
+                    &format!("[APPENDUID {validity} {uid}] Append completed."),
+                )
+            }
+            Ok(Ok(Err(text))) => self.no(tag, text),
+            Ok(Err(e)) => self.store_failed(tag, "APPEND", &e),
+            Err(e) => self.store_failed(tag, "APPEND", &e),
+        }
+    }
+}
+
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}

@@ -1,0 +1,276 @@
+//! SEARCH, SORT and THREAD (RFC 3501 §6.4.4, RFC 5256) as commands: the
+//! evaluation is [`super::search`]'s; here each message of the view becomes
+//! a [`Candidate`] that reads and parses its file only when a key asks for
+//! the header or the text.
+
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use imap_codec::imap_types::extensions::sort::SortCriterion;
+use imap_codec::imap_types::extensions::thread::ThreadingAlgorithm;
+use imap_codec::imap_types::search::SearchKey;
+
+use super::message::{self, Parsed};
+use super::respond;
+use super::search::{self, Candidate, Context, SystemFlag, ThreadInput};
+use super::session::{Flow, Session};
+use super::view::{View, info_bits};
+use crate::accounts::OpenMailbox;
+use crate::store::keywords::Keywords;
+
+/// One message being searched.
+struct Msg<'a> {
+    mb: &'a OpenMailbox,
+    keywords: &'a Keywords,
+    seq: u32,
+    uid: u32,
+    bits: u32,
+    recent: bool,
+    size: u64,
+    date: i64,
+    /// The message, CRLF, once a key needed it; empty if unreadable.
+    body: Option<Vec<u8>>,
+}
+
+impl Msg<'_> {
+    fn parsed(&mut self) -> Parsed<'_> {
+        if self.body.is_none() {
+            let raw = self.mb.lock().read(self.uid).unwrap_or_default();
+            self.body = Some(message::to_crlf(&raw).into_owned());
+        }
+        Parsed::new(self.body.as_deref().unwrap_or_default())
+    }
+}
+
+impl Candidate for Msg<'_> {
+    fn seq(&self) -> u32 {
+        self.seq
+    }
+    fn uid(&self) -> u32 {
+        self.uid
+    }
+    fn flag(&self, f: SystemFlag) -> bool {
+        let letter = match f {
+            SystemFlag::Seen => "S",
+            SystemFlag::Answered => "R",
+            SystemFlag::Flagged => "F",
+            SystemFlag::Deleted => "T",
+            SystemFlag::Draft => "D",
+            SystemFlag::Recent => return self.recent,
+        };
+        self.bits & info_bits(letter) != 0
+    }
+    fn keyword(&self, name: &str) -> bool {
+        if name.eq_ignore_ascii_case("$Forwarded") {
+            return self.bits & info_bits("P") != 0;
+        }
+        self.keywords
+            .all()
+            .find(|(_, n)| n.eq_ignore_ascii_case(name))
+            .is_some_and(|(l, _)| self.bits & info_bits(&l.to_string()) != 0)
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn internal_date(&self) -> i64 {
+        self.date
+    }
+    fn modseq(&self) -> u64 {
+        1
+    }
+    fn header_values(&mut self, name: &str) -> Vec<String> {
+        self.parsed().header_values(name)
+    }
+    fn sent_date(&mut self) -> Option<i64> {
+        self.parsed().sent_date()
+    }
+    fn text_contains(&mut self, needle: &str, with_headers: bool) -> bool {
+        self.parsed().text_contains(needle, with_headers)
+    }
+}
+
+/// What a query does with the messages that match.
+enum Want {
+    Search,
+    Sort(Vec<SortCriterion>),
+    Thread(search::Algorithm),
+}
+
+/// Runs `keys` over every message of the view; blocking. Returns the
+/// response line (without `* ` and CRLF).
+fn run_query(
+    mb: &OpenMailbox,
+    messages: Vec<(u32, u32, u32, bool)>,
+    keys: &[SearchKey<'_>],
+    ctx: Context,
+    uid: bool,
+    want: Want,
+) -> std::io::Result<Vec<u8>> {
+    let keywords = Keywords::load(mb.lock().dir())?;
+    let mut hits: Vec<u32> = Vec::new();
+    let mut sortable = Vec::new();
+    let mut threadable = Vec::new();
+    for (seq, u, bits, recent) in messages {
+        let (size, date) = {
+            let mut g = mb.lock();
+            let Some(m) = g.get(u).cloned() else { continue };
+            let date = g
+                .internal_date(&m)
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            (g.vsize(u).unwrap_or(m.size), date)
+        };
+        let mut msg = Msg {
+            mb,
+            keywords: &keywords,
+            seq,
+            uid: u,
+            bits,
+            recent,
+            size,
+            date,
+            body: None,
+        };
+        if !search::matches_all(keys, &mut msg, &ctx) {
+            continue;
+        }
+        let id = if uid { u } else { seq };
+        match &want {
+            Want::Search => hits.push(id),
+            Want::Sort(_) => sortable.push((id, search::sort_keys(&mut msg))),
+            Want::Thread(_) => {
+                let p = msg.parsed();
+                let first = |n: &str| p.header_values(n).into_iter().next();
+                let ids = |s: Option<String>| -> Vec<String> {
+                    s.map(|s| {
+                        s.split_whitespace()
+                            .filter(|w| w.starts_with('<'))
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default()
+                };
+                let mut references = ids(first("References"));
+                if references.is_empty() {
+                    references = ids(first("In-Reply-To")).into_iter().take(1).collect();
+                }
+                let input = ThreadInput {
+                    id,
+                    message_id: first("Message-ID").map(|s| s.trim().to_owned()),
+                    references,
+                    subject: first("Subject").unwrap_or_default(),
+                    date: p.sent_date().unwrap_or(date),
+                    seq,
+                };
+                threadable.push(input);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    match want {
+        Want::Search => {
+            out.extend_from_slice(b"SEARCH");
+            for h in hits {
+                out.push(b' ');
+                respond::number(&mut out, h as u64);
+            }
+        }
+        Want::Sort(criteria) => {
+            search::sort(&mut sortable, &criteria);
+            out.extend_from_slice(b"SORT");
+            for (id, _) in sortable {
+                out.push(b' ');
+                respond::number(&mut out, id as u64);
+            }
+        }
+        Want::Thread(alg) => {
+            out.extend_from_slice(b"THREAD ");
+            let threads = search::thread(alg, threadable);
+            search::write_threads(&mut out, &threads);
+        }
+    }
+    Ok(out)
+}
+
+impl Session<'_> {
+    async fn query(
+        &mut self,
+        tag: &str,
+        keys: Vec<SearchKey<'static>>,
+        uid: bool,
+        want: Want,
+        done: &str,
+    ) -> Flow {
+        let (Some(user), Some(v)) = (&self.user, &self.view) else {
+            return self.bad(tag, "No mailbox selected.");
+        };
+        let ctx = Context {
+            max_seq: v.exists(),
+            max_uid: v.max_uid(),
+            tz_offset_secs: 0,
+        };
+        let messages = snapshot(v);
+        let mb: Arc<OpenMailbox> = v.mb.clone();
+        let r = user
+            .run(move |_| run_query(&mb, messages, &keys, ctx, uid, want))
+            .await;
+        let line = match r {
+            Ok(Ok(l)) => l,
+            Ok(Err(e)) => return self.store_failed(tag, "SEARCH", &e),
+            Err(e) => return self.store_failed(tag, "SEARCH", &e),
+        };
+        self.out.extend_from_slice(b"* ");
+        self.out.extend_from_slice(&line);
+        self.out.extend_from_slice(b"\r\n");
+        // RFC 3501 §7.4.1: no EXPUNGE during SEARCH (it would shift the
+        // numbers just sent); UID SEARCH may, but holding is simpler and legal.
+        self.refresh(false).await;
+        self.ok(tag, done)
+    }
+
+    pub(super) async fn search(
+        &mut self,
+        tag: &str,
+        keys: Vec<SearchKey<'static>>,
+        uid: bool,
+    ) -> Flow {
+        self.query(tag, keys, uid, Want::Search, "SEARCH completed.")
+            .await
+    }
+
+    pub(super) async fn sort(
+        &mut self,
+        tag: &str,
+        criteria: Vec<SortCriterion>,
+        keys: Vec<SearchKey<'static>>,
+        uid: bool,
+    ) -> Flow {
+        self.query(tag, keys, uid, Want::Sort(criteria), "SORT completed.")
+            .await
+    }
+
+    pub(super) async fn thread(
+        &mut self,
+        tag: &str,
+        algorithm: ThreadingAlgorithm<'static>,
+        keys: Vec<SearchKey<'static>>,
+        uid: bool,
+    ) -> Flow {
+        let alg = match algorithm {
+            ThreadingAlgorithm::OrderedSubject => search::Algorithm::OrderedSubject,
+            ThreadingAlgorithm::References => search::Algorithm::References,
+            _ => return self.bad(tag, "Unsupported threading algorithm."),
+        };
+        self.query(tag, keys, uid, Want::Thread(alg), "THREAD completed.")
+            .await
+    }
+}
+
+fn snapshot(v: &View) -> Vec<(u32, u32, u32, bool)> {
+    v.uids
+        .iter()
+        .zip(&v.bits)
+        .enumerate()
+        .map(|(i, (u, b))| (i as u32 + 1, *u, *b, v.is_recent(*u)))
+        .collect()
+}
