@@ -93,6 +93,13 @@ typ, data = m.expunge()
 print('expunge:', typ, data)
 typ, data = m.search(None, 'ALL')
 print('left:', data[0].decode())
+m.untagged_responses.clear()
+m._simple_command('UID', 'SEARCH', 'RETURN', '(MIN MAX COUNT ALL)', 'ALL')
+print('esearch:', m.untagged_responses.get('ESEARCH'))
+m.untagged_responses.clear()
+typ, data = m._simple_command('LIST', '(SUBSCRIBED)', '""', '*', 'RETURN', '(STATUS (MESSAGES))')
+print('list-status:', typ, ' | '.join(d.decode() for d in m.untagged_responses.get('LIST')))
+print('statuses:', ' | '.join(d.decode() for d in m.untagged_responses.get('STATUS')))
 print('select missing:', m.select('Nope')[0])
 print('delete:', m.delete('Jobs.Projects')[0], m.delete('Jobs')[0])
 print('quota:', m.getquotaroot('INBOX')[1])
@@ -155,6 +162,12 @@ m.logout()
     has("status jobs: Jobs (MESSAGES 3)");
     has("expunge: OK [b'3', b'1']");
     has("left: 1 2");
+    has("UID MIN 2 MAX 4 COUNT 2 ALL 2,4']");
+    has(
+        "list-status: OK (\\HasNoChildren \\Subscribed) \".\" INBOX | (\\HasNoChildren \\Drafts \\Subscribed) \".\" Drafts",
+    );
+    has("(\\HasChildren \\Subscribed) \".\" Jobs");
+    has("statuses: INBOX (MESSAGES 2) | Drafts (MESSAGES 0) | Jobs (MESSAGES 3)");
     has("select missing: NO");
     has("delete: OK OK");
     has("quota: [[b'INBOX \"\"'], [b'\"\" ()']]");

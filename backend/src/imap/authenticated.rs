@@ -184,12 +184,24 @@ impl Session<'_> {
             Ok(n) => n,
             Err(why) => return self.no(tag, why),
         };
-        let mb = match self.open_mailbox(&name).await {
-            Ok(mb) => mb,
-            Err(e) => return self.open_failed(tag, e),
-        };
+        match self.status_line(&name, items).await {
+            Ok(line) => {
+                self.out.extend_from_slice(&line);
+                self.ok(tag, "STATUS completed.")
+            }
+            Err(e) => self.open_failed(tag, e),
+        }
+    }
+
+    /// The `* STATUS` line of a mailbox (also for LIST-STATUS).
+    pub(super) async fn status_line(
+        &mut self,
+        name: &str,
+        items: &[StatusDataItemName],
+    ) -> Result<Vec<u8>, OpenError> {
+        let mb = self.open_mailbox(name).await?;
         let Some(user) = &self.user else {
-            return self.bad(tag, "Log in first.");
+            return Err(OpenError::Store(StoreError::NoSuchMailbox(name.to_owned())));
         };
         let counts = user
             .run(move |_| -> std::io::Result<[u64; 6]> {
@@ -211,11 +223,16 @@ impl Session<'_> {
             .await;
         let [messages, recent, uidnext, uidvalidity, unseen, deleted] = match counts {
             Ok(Ok(c)) => c,
-            Ok(Err(e)) => return self.store_failed(tag, "STATUS", &e),
-            Err(e) => return self.store_failed(tag, "STATUS", &e),
+            Ok(Err(e)) => {
+                return Err(OpenError::Store(StoreError::io(
+                    std::path::Path::new(name),
+                    e,
+                )));
+            }
+            Err(e) => return Err(OpenError::Blocking(e)),
         };
         let mut line = Vec::from(&b"* STATUS "[..]);
-        respond::mailbox(&mut line, &name);
+        respond::mailbox(&mut line, name);
         line.extend_from_slice(b" (");
         let mut first = true;
         for item in items {
@@ -237,8 +254,7 @@ impl Session<'_> {
             respond::number(&mut line, n);
         }
         line.extend_from_slice(b")\r\n");
-        self.out.extend_from_slice(&line);
-        self.ok(tag, "STATUS completed.")
+        Ok(line)
     }
 
     /// `* QUOTA "" (STORAGE used limit)` in KiB (RFC 9208 §5.1).

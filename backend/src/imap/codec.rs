@@ -26,6 +26,7 @@ use imap_codec::{
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::extended::{self, Extras};
 use super::frame::{Frame, Framer, Limits, LineFrame, Rejection, tag_of};
 
 /// The continuation request sent before reading a synchronising literal.
@@ -80,6 +81,8 @@ pub enum NextIdle {
 #[derive(Debug)]
 pub struct CommandReader {
     framer: Framer,
+    /// Extension options taken off the last command (see [`extended`]).
+    extras: Extras,
 }
 
 impl Default for CommandReader {
@@ -93,12 +96,18 @@ impl CommandReader {
     pub fn new(limits: Limits) -> Self {
         Self {
             framer: Framer::new(limits),
+            extras: Extras::default(),
         }
     }
 
     /// The limits in force.
     pub fn limits(&self) -> Limits {
         self.framer.limits()
+    }
+
+    /// The extension options of the command [`next`](Self::next) returned last.
+    pub fn take_extras(&mut self) -> Extras {
+        std::mem::take(&mut self.extras)
     }
 
     /// Drops all buffered input: after STARTTLS, before reading under TLS.
@@ -130,7 +139,21 @@ impl CommandReader {
                     stream.flush().await?;
                 }
                 Frame::Command(range) => {
-                    let next = parse_command(self.framer.bytes(range));
+                    let bytes = self.framer.bytes(range);
+                    let next = match extended::split(bytes) {
+                        Ok(None) => {
+                            self.extras = Extras::default();
+                            parse_command(bytes)
+                        }
+                        Ok(Some((plain, extras))) => {
+                            self.extras = extras;
+                            parse_command(&plain)
+                        }
+                        Err(why) => Next::Bad {
+                            tag: tag_of(bytes),
+                            text: why.to_owned(),
+                        },
+                    };
                     self.framer.consume();
                     return Ok(next);
                 }

@@ -57,8 +57,8 @@ fn copy_messages(
     Ok((pairs, v))
 }
 
-/// `1:3,7` for COPYUID.
-fn uid_set(uids: impl Iterator<Item = u32>) -> String {
+/// `1:3,7` for COPYUID and ESEARCH ALL (ascending input).
+pub(super) fn uid_set(uids: impl Iterator<Item = u32>) -> String {
     let mut out = String::new();
     let mut run: Option<(u32, u32)> = None;
     let flush = |out: &mut String, (a, b): (u32, u32)| {

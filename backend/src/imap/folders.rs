@@ -33,7 +33,7 @@ fn list_pattern(reference: &MailboxArg<'_>, pattern: &ListMailbox<'_>) -> (Strin
     (reference, pattern)
 }
 
-fn attributes(out: &mut Vec<u8>, f: &FolderInfo) {
+fn attributes(out: &mut Vec<u8>, f: &FolderInfo, extra: &[&str]) {
     out.push(b'(');
     let mut attrs: Vec<&str> = Vec::new();
     if f.noselect {
@@ -47,6 +47,7 @@ fn attributes(out: &mut Vec<u8>, f: &FolderInfo) {
     if let Some(s) = f.special_use {
         attrs.push(s);
     }
+    attrs.extend_from_slice(extra);
     out.extend_from_slice(attrs.join(" ").as_bytes());
     out.push(b')');
 }
@@ -190,30 +191,77 @@ impl Session<'_> {
             Ok(Err(e)) => return self.store_failed(tag, cmd, &e),
             Err(e) => return self.store_failed(tag, cmd, &e),
         };
+        let opts = self.extras.list.take();
         let mut line = Vec::new();
         if subscribed {
             for name in subs.iter().filter(|n| matches_pattern(&full, n, '.')) {
                 let info = all.iter().find(|f| &f.name == name);
                 line.extend_from_slice(b"* LSUB ");
                 match info {
-                    Some(f) => attributes(&mut line, f),
+                    Some(f) => attributes(&mut line, f, &[]),
                     None => line.extend_from_slice(b"(\\Noselect)"),
                 }
                 line.extend_from_slice(b" \".\" ");
                 respond::mailbox(&mut line, name);
                 line.extend_from_slice(b"\r\n");
             }
+            self.out.extend_from_slice(&line);
+            return self.ok(tag, "LSUB completed.");
+        }
+        let o = opts.unwrap_or_default();
+        let want_subs = o.subscribed_only || o.return_subscribed;
+        let subs = if want_subs {
+            match self.subscriptions(tag).await {
+                Ok(s) => s,
+                Err(flow) => return flow,
+            }
         } else {
-            for f in all.iter().filter(|f| matches_pattern(&full, &f.name, '.')) {
-                line.extend_from_slice(b"* LIST ");
-                attributes(&mut line, f);
-                line.extend_from_slice(b" \".\" ");
-                respond::mailbox(&mut line, &f.name);
-                line.extend_from_slice(b"\r\n");
+            subs
+        };
+        let mut status_for = Vec::new();
+        for f in all.iter().filter(|f| matches_pattern(&full, &f.name, '.')) {
+            let is_sub = want_subs && subs.contains(&f.name);
+            if (o.subscribed_only && !is_sub) || (o.special_use_only && f.special_use.is_none()) {
+                continue;
+            }
+            line.extend_from_slice(b"* LIST ");
+            attributes(&mut line, f, if is_sub { &["\\Subscribed"] } else { &[] });
+            line.extend_from_slice(b" \".\" ");
+            respond::mailbox(&mut line, &f.name);
+            line.extend_from_slice(b"\r\n");
+            if !o.status.is_empty() && !f.noselect {
+                // RFC 5819: each STATUS right after its LIST line.
+                self.out.extend_from_slice(&line);
+                line.clear();
+                status_for.push(f.name.clone());
+                if let Ok(s) = self.status_line(&f.name, &o.status).await {
+                    self.out.extend_from_slice(&s);
+                }
+            }
+        }
+        if o.subscribed_only {
+            // Subscribed names that no longer exist (RFC 5258 §3.1).
+            for name in subs.iter().filter(|n| matches_pattern(&full, n, '.')) {
+                if !all.iter().any(|f| &f.name == name) {
+                    line.extend_from_slice(b"* LIST (\\NonExistent \\Subscribed) \".\" ");
+                    respond::mailbox(&mut line, name);
+                    line.extend_from_slice(b"\r\n");
+                }
             }
         }
         self.out.extend_from_slice(&line);
         self.ok(tag, &format!("{cmd} completed."))
+    }
+
+    async fn subscriptions(&mut self, tag: &str) -> Result<Vec<String>, Flow> {
+        let Some(user) = &self.user else {
+            return Err(Flow::Close);
+        };
+        match user.run(|store| store.subscriptions()).await {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(e)) => Err(self.store_failed(tag, "LIST", &e)),
+            Err(e) => Err(self.store_failed(tag, "LIST", &e)),
+        }
     }
 
     async fn append(

@@ -6,6 +6,8 @@
 //!   limits and the skipping of over-limit input;
 //! - [`codec`]: the async [`CommandReader`] (imap-codec parses), continuation
 //!   requests, AUTHENTICATE lines and IDLE's DONE;
+//! - [`extended`]: ESEARCH and LIST-EXTENDED options imap-codec does not
+//!   parse, taken off before it does;
 //! - [`respond`]: responses written by hand into one reused buffer.
 //!
 //! Session layer:
@@ -18,6 +20,7 @@
 //!   numbers, flags last reported, \Recent) and the untagged updates.
 
 pub mod codec;
+pub mod extended;
 pub mod frame;
 pub mod message;
 pub mod respond;
@@ -62,7 +65,7 @@ use crate::node::Node;
 use respond::Status;
 
 /// Capabilities after login, besides the ones every state has.
-pub(crate) const AUTHENTICATED_CAPS: &str = " NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE QUOTA SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES";
+pub(crate) const AUTHENTICATED_CAPS: &str = " NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH QUOTA SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES";
 
 /// The `backend.imap` settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,6 +10,7 @@ use imap_codec::imap_types::extensions::sort::SortCriterion;
 use imap_codec::imap_types::extensions::thread::ThreadingAlgorithm;
 use imap_codec::imap_types::search::SearchKey;
 
+use super::extended::SearchReturn;
 use super::message::{self, Parsed};
 use super::respond;
 use super::search::{self, Candidate, Context, SystemFlag, ThreadInput};
@@ -92,6 +93,8 @@ impl Candidate for Msg<'_> {
 /// What a query does with the messages that match.
 enum Want {
     Search,
+    /// SEARCH RETURN (RFC 4731), for the command with this tag.
+    Esearch(SearchReturn, String),
     Sort(Vec<SortCriterion>),
     Thread(search::Algorithm),
 }
@@ -136,7 +139,7 @@ fn run_query(
         }
         let id = if uid { u } else { seq };
         match &want {
-            Want::Search => hits.push(id),
+            Want::Search | Want::Esearch(..) => hits.push(id),
             Want::Sort(_) => sortable.push((id, search::sort_keys(&mut msg))),
             Want::Thread(_) => {
                 let p = msg.parsed();
@@ -175,6 +178,7 @@ fn run_query(
                 respond::number(&mut out, h as u64);
             }
         }
+        Want::Esearch(r, tag) => esearch(&mut out, &tag, uid, r, &hits),
         Want::Sort(criteria) => {
             search::sort(&mut sortable, &criteria);
             out.extend_from_slice(b"SORT");
@@ -234,8 +238,11 @@ impl Session<'_> {
         keys: Vec<SearchKey<'static>>,
         uid: bool,
     ) -> Flow {
-        self.query(tag, keys, uid, Want::Search, "SEARCH completed.")
-            .await
+        let want = match self.extras.search.take() {
+            Some(r) => Want::Esearch(r, tag.to_owned()),
+            None => Want::Search,
+        };
+        self.query(tag, keys, uid, want, "SEARCH completed.").await
     }
 
     pub(super) async fn sort(
@@ -263,6 +270,33 @@ impl Session<'_> {
         };
         self.query(tag, keys, uid, Want::Thread(alg), "THREAD completed.")
             .await
+    }
+}
+
+/// `ESEARCH (TAG "t") [UID] MIN a MAX b COUNT n ALL set` (RFC 4731 §3.1;
+/// MIN, MAX and ALL are left out when nothing matched).
+fn esearch(out: &mut Vec<u8>, tag: &str, uid: bool, r: SearchReturn, hits: &[u32]) {
+    out.extend_from_slice(b"ESEARCH (TAG ");
+    respond::string(out, tag.as_bytes());
+    out.push(b')');
+    if uid {
+        out.extend_from_slice(b" UID");
+    }
+    if let (true, Some(min)) = (r.min, hits.first()) {
+        out.extend_from_slice(b" MIN ");
+        respond::number(out, *min as u64);
+    }
+    if let (true, Some(max)) = (r.max, hits.last()) {
+        out.extend_from_slice(b" MAX ");
+        respond::number(out, *max as u64);
+    }
+    if r.count {
+        out.extend_from_slice(b" COUNT ");
+        respond::number(out, hits.len() as u64);
+    }
+    if r.all && !hits.is_empty() {
+        out.extend_from_slice(b" ALL ");
+        out.extend_from_slice(super::copy::uid_set(hits.iter().copied()).as_bytes());
     }
 }
 

@@ -69,6 +69,8 @@ pub(super) struct Session<'a> {
     bad: u32,
     /// The status of the command being answered, for the metrics.
     pub result: Status,
+    /// ESEARCH / LIST-EXTENDED options of the command being answered.
+    pub extras: super::extended::Extras,
 }
 
 pub(super) async fn run<S: Transport>(
@@ -90,6 +92,7 @@ pub(super) async fn run<S: Transport>(
         commands: 0,
         bad: 0,
         result: Status::Ok,
+        extras: Default::default(),
     };
     let caps = s.capabilities(stream.is_tls());
     s.out.extend_from_slice(b"* OK [CAPABILITY ");
@@ -153,7 +156,10 @@ impl Session<'_> {
                 }
             }
             let flow = match next {
-                Next::Command(cmd) => self.command(cmd, &mut io, shutdown).await,
+                Next::Command(cmd) => {
+                    self.extras = io.reader.take_extras();
+                    self.command(cmd, &mut io, shutdown).await
+                }
                 Next::Bad { tag, text } => {
                     self.i.metrics.command("unparsed", Status::Bad, 0.0);
                     respond::status(&mut self.out, tag.as_deref(), Status::Bad, &text);
