@@ -69,6 +69,11 @@ pub struct Limits {
     /// Wait before answering a failed login.
     #[serde(with = "shared::config::duration")]
     pub auth_failure_delay: Duration,
+    /// The longest wait a failing client address is given before its next
+    /// login is checked (a failing account name: a third of it, at most 5s,
+    /// because its owner shares that wait).
+    #[serde(with = "shared::config::duration")]
+    pub auth_penalty_max: Duration,
     /// Connecting to a backend node; past it the next node is tried.
     #[serde(with = "shared::config::duration")]
     pub connect_timeout: Duration,
@@ -82,6 +87,7 @@ impl Default for Limits {
             login_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(30 * 60),
             auth_failure_delay: Duration::from_secs(2),
+            auth_penalty_max: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(3),
         }
     }
@@ -102,11 +108,14 @@ impl Validate for FrontendConfig {
             p.push(&bat, "secret", "set secret or secret_file");
         }
         let l = &self.listen;
-        if l.pop3.is_none() && l.pop3s.is_none() {
+        if [l.imap, l.imaps, l.pop3, l.pop3s]
+            .iter()
+            .all(Option::is_none)
+        {
             p.push(
                 &join(at, "listen"),
-                "pop3",
-                "no service to listen for (pop3, pop3s)",
+                "imap",
+                "no service to listen for (imap, imaps, pop3, pop3s)",
             );
         }
         if l.pop3s.is_some() && self.tls.is_none() {

@@ -72,8 +72,14 @@ pub async fn run(
         metrics,
         penalty: crate::penalty::Penalty::new(
             cfg.limits.auth_failure_delay,
-            Duration::from_secs(15),
+            cfg.limits.auth_penalty_max,
         ),
+        // Smaller: the account's owner shares it with the attacker.
+        account_penalty: crate::penalty::Penalty::new(
+            cfg.limits.auth_failure_delay / 2,
+            (cfg.limits.auth_penalty_max / 3).min(Duration::from_secs(5)),
+        ),
+        login_slots: crate::penalty::Slots::new(2),
     });
     let listener = |name: &'static str, implicit_tls: bool| {
         let mut l = ListenerConfig::new(name);

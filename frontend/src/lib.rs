@@ -42,7 +42,12 @@ pub struct Frontend {
     pub trusted: NetList,
     pub metrics: FrontendMetrics,
     /// Failed logins slow down further attempts from the same address.
-    pub penalty: penalty::Penalty,
+    pub penalty: penalty::Penalty<std::net::IpAddr>,
+    /// Per account name (lower-cased as typed): guesses spread over many
+    /// addresses.
+    pub account_penalty: penalty::Penalty<String>,
+    /// Password checks in flight per client address.
+    pub login_slots: penalty::Slots<std::net::IpAddr>,
 }
 
 impl Frontend {

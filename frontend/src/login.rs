@@ -1,6 +1,6 @@
 //! Checking a login at the frontend, the same for every protocol: the
-//! address's penalty first, then the locator; failures feed the penalty
-//! and wait `auth_failure_delay`, successes clear it.
+//! address's and the account's penalties first, then the locator; failures
+//! feed both penalties and wait `auth_failure_delay`, successes clear them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,8 +27,13 @@ pub async fn check(
     session: &str,
     plain: &Plain,
 ) -> Result<Arc<Account>, Refused> {
-    // An address that has been failing waits before it is even checked.
-    let wait = fe.penalty.delay(client.ip());
+    // An address, or an account, that has been failing waits before it is
+    // even checked.
+    let account = plain.authcid.to_ascii_lowercase();
+    let wait = fe
+        .penalty
+        .delay(&client.ip())
+        .max(fe.account_penalty.delay(&account));
     if !wait.is_zero() {
         tokio::time::sleep(wait).await;
     }
@@ -40,14 +45,17 @@ pub async fn check(
         }
         _ => return Err(failed(fe, client, session, &plain.authcid).await),
     };
-    match fe
+    let slot = fe.login_slots.acquire(&client.ip()).await;
+    let outcome = fe
         .router
         .locator()
         .authenticate(&user, &plain.password)
-        .await
-    {
+        .await;
+    drop(slot);
+    match outcome {
         AuthOutcome::Ok(a) => {
-            fe.penalty.succeeded(client.ip());
+            fe.penalty.succeeded(&client.ip());
+            fe.account_penalty.succeeded(&account);
             Ok(a)
         }
         AuthOutcome::Failed => Err(failed(fe, client, session, &plain.authcid).await),
@@ -67,6 +75,7 @@ pub async fn check(
 async fn failed(fe: &Frontend, client: SocketAddr, session: &str, who: &str) -> Refused {
     fe.metrics.login("failed");
     fe.penalty.failed(client.ip());
+    fe.account_penalty.failed(who.to_ascii_lowercase());
     tracing::info!(user = %who, %client, %session, "login failed");
     tokio::time::sleep(fe.limits.auth_failure_delay).await;
     Refused::Failed

@@ -89,6 +89,17 @@ pub enum AuthOutcome {
     Unavailable(String),
 }
 
+/// The key of a failed guess: SHA-256 of the account and the password,
+/// kept in memory only.
+fn guess_digest(address: &Address, password: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(address.to_string().as_bytes());
+    h.update([0]);
+    h.update(password);
+    h.finalize().into()
+}
+
 #[derive(Clone)]
 struct Entry {
     account: Option<Arc<Account>>,
@@ -100,6 +111,11 @@ pub struct Locator {
     cfg: CacheConfig,
     accounts: moka::future::Cache<Address, Entry>,
     clusters: moka::future::Cache<String, (Option<Arc<Cluster>>, Instant)>,
+    /// Guesses that failed lately (a digest of account and password), for
+    /// `negative_ttl`: a guesser repeating them costs no password hash, so
+    /// it cannot keep the hashing pool from the account's owner. A guess
+    /// that failed reveals nothing new when it fails again faster.
+    failed_guesses: moka::future::Cache<[u8; 32], ()>,
     metrics: LocatorMetrics,
     blocking: Blocking,
     /// Set while the directory fails to answer.
@@ -121,11 +137,16 @@ impl Locator {
             .max_capacity(10_000)
             .time_to_live(cfg.stale_for)
             .build();
+        let failed_guesses = moka::future::Cache::builder()
+            .max_capacity(cfg.capacity)
+            .time_to_live(cfg.negative_ttl)
+            .build();
         Locator {
             dir,
             cfg,
             accounts,
             clusters,
+            failed_guesses,
             metrics,
             blocking: Blocking::per_core(),
             down: std::sync::Mutex::new(None),
@@ -300,6 +321,18 @@ impl Locator {
     }
 
     async fn authenticate_inner(&self, address: &Address, password: &[u8]) -> AuthOutcome {
+        let guess = guess_digest(address, password);
+        if self.failed_guesses.contains_key(&guess) {
+            return AuthOutcome::Failed;
+        }
+        let outcome = self.check_password(address, password).await;
+        if matches!(outcome, AuthOutcome::Failed) {
+            self.failed_guesses.insert(guess, ()).await;
+        }
+        outcome
+    }
+
+    async fn check_password(&self, address: &Address, password: &[u8]) -> AuthOutcome {
         let account = match self.lookup(address).await {
             Err(LookupError::Unavailable(why)) => return AuthOutcome::Unavailable(why),
             Ok(Some(a)) => a,

@@ -137,7 +137,7 @@ def guess():
             f = s.makefile('rb')
             f.readline()
             while time.time() < stop:
-                s.sendall(b'USER alice@example.com\r\nPASS guess\r\n')
+                s.sendall(b"USER bob@example.com\r\nPASS guess\r\n")
                 f.readline()
                 reply = f.readline()
                 if reply == b'':
