@@ -37,6 +37,14 @@ pub struct FrontendConfig {
     pub listen: Listen,
     #[serde(default)]
     pub limits: Limits,
+    /// How often every backend node is health-checked (0s: never; routing
+    /// then learns of dead nodes from failed connects only).
+    #[serde(default = "default_health_interval", with = "shared::config::duration")]
+    pub health_check_interval: Duration,
+}
+
+fn default_health_interval() -> Duration {
+    Duration::from_secs(5)
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -56,12 +56,12 @@ pub async fn run(
         None => None,
     };
     let fe = Arc::new(Frontend {
-        router: Router::new(
+        router: Arc::new(Router::new(
             locator,
             cfg.limits.connect_timeout,
             cfg.source_address,
             metrics.clone(),
-        ),
+        )),
         limits: cfg.limits.clone(),
         identity: cfg.backend_login.identity.clone(),
         secret: cfg
@@ -143,6 +143,13 @@ pub async fn run(
                 ));
             }
         }
+    }
+    if !cfg.health_check_interval.is_zero() {
+        tracker.spawn(crate::health::run(
+            fe.router.clone(),
+            cfg.health_check_interval,
+            sessions.clone(),
+        ));
     }
     tracker.close();
     tracing::info!("frontend ready");

@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod health;
 pub mod imap;
 pub mod login;
 pub mod penalty;
@@ -33,7 +34,7 @@ use crate::route::Router;
 
 /// What every proxy of a frontend shares.
 pub struct Frontend {
-    pub router: Router,
+    pub router: std::sync::Arc<Router>,
     pub limits: Limits,
     /// The backends' proxy login.
     pub identity: String,
@@ -82,6 +83,14 @@ pub struct FrontendMetrics {
     /// Connections to backend nodes: `ok`, `refused` (error), `timeout`.
     pub backend_connects: Family<NodeResultLabel, Counter>,
     pub backend_connect_seconds: Family<NodeLabel, Histogram>,
+    /// 1 when the last health check of a node's service succeeded.
+    pub backend_up: Family<NodeServiceLabel, prometheus_client::metrics::gauge::Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct NodeServiceLabel {
+    pub node: String,
+    pub service: &'static str,
 }
 
 impl Default for FrontendMetrics {
@@ -94,6 +103,7 @@ impl Default for FrontendMetrics {
             backend_connect_seconds: Family::new_with_constructor(
                 shared::metrics::latency_histogram,
             ),
+            backend_up: Family::default(),
         }
     }
 }
@@ -123,6 +133,11 @@ impl FrontendMetrics {
             "Time to connect to a backend node",
             m.backend_connect_seconds.clone(),
         );
+        r.register(
+            "backend_up",
+            "Whether the last health check of a node's service succeeded",
+            m.backend_up.clone(),
+        );
         m
     }
 
@@ -140,6 +155,15 @@ impl FrontendMetrics {
                 })
                 .observe(seconds);
         }
+    }
+
+    pub fn backend_up(&self, node: &str, service: &'static str, up: bool) {
+        self.backend_up
+            .get_or_create(&NodeServiceLabel {
+                node: node.to_owned(),
+                service,
+            })
+            .set(i64::from(up));
     }
 
     pub fn login(&self, result: &'static str) {

@@ -146,7 +146,25 @@ impl Router {
         )))
     }
 
-    async fn open(&self, addr: &str) -> std::io::Result<TcpStream> {
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// What an active health check found (see [`crate::health`]).
+    pub fn set_health(&self, node: &str, service: &'static str, addr: &str, up: bool) {
+        self.metrics.backend_up(node, service, up);
+        if up {
+            self.mark_up(addr);
+        } else {
+            if !self.is_down(addr) {
+                tracing::warn!(node, service, addr, "health check failed; node marked down");
+            }
+            self.mark_down(addr);
+        }
+    }
+
+    /// A connection to `addr`, from the configured source address.
+    pub async fn open(&self, addr: &str) -> std::io::Result<TcpStream> {
         let Some(source) = self.source else {
             return TcpStream::connect(addr).await;
         };

@@ -496,3 +496,49 @@ print('alice', '%.2f' % w, line.decode().strip()[:4])
     assert!(alice < 1.0, "alice was slowed down: {out}");
     assert!(out.contains("a OK"), "{out}");
 }
+
+/// Active health checks find a dead node before any login does: logins go
+/// straight to the live node, and the metrics say which is down.
+#[test]
+fn health_checks_mark_dead_nodes_before_logins_do() {
+    let mut b1 = Backend::start().expect("node n1 of c1");
+    let n2 = Backend::start_beside(&b1, "c1", "n2").expect("node n2 of c1");
+    b1.add_account("alice@example.com", "alice-pw")
+        .expect("alice");
+    let fe = Frontend::start(&b1, "  health_check_interval: 200ms\n").expect("frontend");
+    let up =
+        |node: &str| format!("tandem_frontend_backend_up{{node=\"{node}\",service=\"imap\"}} 1");
+    let wait_for = |what: &str| {
+        let t = Instant::now();
+        while !fe.metrics().contains(what) {
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "never saw {what}:\n{}",
+                fe.metrics()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for(&up("n1"));
+    wait_for(&up("n2"));
+    b1.kill();
+    wait_for("tandem_frontend_backend_up{node=\"n1\",service=\"imap\"} 0");
+    let port = fe.imap_addr().port().to_string();
+    for _ in 0..4 {
+        let out = python(LOGIN, &[&port, "alice@example.com", "alice-pw"]);
+        assert!(out.contains("caps"), "{out}");
+    }
+    let metrics = fe.metrics();
+    assert!(
+        !metrics.contains("tandem_frontend_backend_connects_total{node=\"n1\",result=\"refused\"}"),
+        "a login tried the dead node first:\n{metrics}"
+    );
+    // The health checks were not taken for clients by the backend.
+    assert!(
+        !n2.log().contains("logged in user=tandem-proxy"),
+        "{}",
+        n2.log()
+    );
+    b1.restart().expect("n1 again");
+    wait_for(&up("n1"));
+}

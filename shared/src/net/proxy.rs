@@ -104,6 +104,17 @@ pub fn encode_v2(client: SocketAddr, server: SocketAddr) -> Vec<u8> {
     out
 }
 
+/// A v2 `LOCAL` header: a connection the proxy opened for itself (a health
+/// check), with no client to speak of.
+pub fn encode_v2_local() -> [u8; 16] {
+    [
+        0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A, // signature
+        0x20, // version 2, LOCAL
+        0x00, // UNSPEC
+        0x00, 0x00, // no addresses
+    ]
+}
+
 fn to_v6(a: SocketAddr) -> SocketAddr {
     match a {
         SocketAddr::V4(v4) => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
@@ -124,6 +135,15 @@ mod tests {
         let mut r = bytes;
         let res = read_header(&mut r, Duration::from_secs(1)).await;
         (res, r.to_vec())
+    }
+
+    #[tokio::test]
+    async fn local_header_is_read_as_no_client() {
+        let mut bytes = encode_v2_local().to_vec();
+        bytes.extend_from_slice(b"rest");
+        let (res, rest) = parse(&bytes).await;
+        assert!(matches!(res, Ok(None)), "{res:?}");
+        assert_eq!(rest, b"rest");
     }
 
     #[tokio::test]
