@@ -193,6 +193,7 @@ impl Opened {
             name: key.clone(),
             inner: Mutex::new(mailbox),
             generation: AtomicU64::new(1),
+            unclaimed: Mutex::new(Vec::new()),
         });
         let mut map = self
             .locks
@@ -253,6 +254,10 @@ pub struct OpenMailbox {
     pub name: String,
     inner: Mutex<Mailbox>,
     generation: AtomicU64,
+    /// UIDs appended or copied here that no session has seen yet: \Recent
+    /// for the first one that looks (RFC 3501 §2.3.2). Deliveries are
+    /// \Recent through `new/` instead, which other software respects too.
+    unclaimed: Mutex<Vec<u32>>,
 }
 
 impl OpenMailbox {
@@ -269,6 +274,25 @@ impl OpenMailbox {
     /// Records that the mailbox changed.
     pub fn changed(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Marks `uids` \Recent for the next session that looks.
+    pub fn add_recent(&self, uids: impl IntoIterator<Item = u32>) {
+        let mut u = self.unclaimed.lock().unwrap_or_else(|p| p.into_inner());
+        u.extend(uids);
+    }
+
+    /// Takes the \Recent UIDs nobody claimed yet.
+    pub fn take_recent(&self) -> Vec<u32> {
+        std::mem::take(&mut *self.unclaimed.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// How many \Recent UIDs wait for a session (for STATUS).
+    pub fn unclaimed_recent(&self) -> usize {
+        self.unclaimed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     /// Syncs with the Maildir; blocking.

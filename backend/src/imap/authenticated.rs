@@ -136,23 +136,8 @@ impl Session<'_> {
             Err(e) => return self.store_failed(tag, "SELECT", &e),
         };
         let v = View::new(mb, read_only, look);
-        let keywords: String = v
-            .keywords
-            .iter()
-            .filter(|k| !k.is_empty())
-            .map(|k| format!(" {k}"))
-            .collect();
         let o = &mut self.out;
-        respond::untagged(
-            o,
-            &format!("FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded{keywords})"),
-        );
-        respond::untagged(
-            o,
-            &format!(
-                "OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded{keywords} \\*)] Flags permitted."
-            ),
-        );
+        view::flag_lists(o, &v.keywords);
         respond::untagged(o, &format!("{} EXISTS", v.exists()));
         respond::untagged(o, &format!("{} RECENT", v.recent.len()));
         if let Some(i) = v.bits.iter().position(|b| b & SEEN == 0) {
@@ -209,7 +194,7 @@ impl Session<'_> {
                 let g = mb.lock();
                 let msgs = g.messages();
                 let unseen = msgs.iter().filter(|m| !m.flags().seen).count();
-                let recent = msgs.iter().filter(|m| m.in_new).count();
+                let recent = msgs.iter().filter(|m| m.in_new).count() + mb.unclaimed_recent();
                 let deleted = msgs.iter().filter(|m| m.flags().trashed).count();
                 Ok([
                     msgs.len() as u64,

@@ -37,6 +37,7 @@ fn copy_messages(
         }
         let v = g.uid_validity();
         drop(g);
+        src.add_recent(pairs.iter().map(|p| p.1));
         src.changed();
         return Ok((pairs, v));
     }
@@ -53,6 +54,7 @@ fn copy_messages(
     let pairs = s.copy_to(uids, &mut d)?;
     let v = d.uid_validity();
     drop((s, d));
+    dest.add_recent(pairs.iter().map(|p| p.1));
     dest.changed();
     Ok((pairs, v))
 }
@@ -131,7 +133,7 @@ impl Session<'_> {
         let r = user
             .run(move |store| -> std::io::Result<(Vec<(u32, u32)>, u32)> {
                 let (pairs, validity) = copy_messages(&src, &dest, &uids)?;
-                if is_move && !std::ptr::eq(&*src, &*dest) {
+                if is_move {
                     let moved: Vec<u32> = pairs.iter().map(|p| p.0).collect();
                     super::selected::expunge_counted(&mut src.lock(), &moved, store.dir())?;
                     src.changed();

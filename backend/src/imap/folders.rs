@@ -58,6 +58,9 @@ impl Session<'_> {
         match body {
             CommandBody::Create { mailbox } => {
                 self.folder_op(tag, &mailbox, "CREATE", |store, name| {
+                    // RFC 3501 §6.3.3: a trailing delimiter only declares
+                    // that children will follow; the name is without it.
+                    let name = name.strip_suffix('.').unwrap_or(name);
                     store.create_folder(name).map(|_| ())
                 })
                 .await
@@ -194,16 +197,38 @@ impl Session<'_> {
         let opts = self.extras.list.take();
         let mut line = Vec::new();
         if subscribed {
-            for name in subs.iter().filter(|n| matches_pattern(&full, n, '.')) {
-                let info = all.iter().find(|f| &f.name == name);
-                line.extend_from_slice(b"* LSUB ");
-                match info {
-                    Some(f) => attributes(&mut line, f, &[]),
-                    None => line.extend_from_slice(b"(\\Noselect)"),
+            let mut shown: Vec<&str> = Vec::new();
+            for name in &subs {
+                if matches_pattern(&full, name, '.') {
+                    let info = all.iter().find(|f| &f.name == name);
+                    line.extend_from_slice(b"* LSUB ");
+                    match info {
+                        Some(f) => attributes(&mut line, f, &[]),
+                        None => line.extend_from_slice(b"(\\Noselect)"),
+                    }
+                    line.extend_from_slice(b" \".\" ");
+                    respond::mailbox(&mut line, name);
+                    line.extend_from_slice(b"\r\n");
+                    shown.push(name);
+                    continue;
                 }
-                line.extend_from_slice(b" \".\" ");
-                respond::mailbox(&mut line, name);
-                line.extend_from_slice(b"\r\n");
+                // RFC 3501 §6.3.9: with `%`, an unsubscribed parent of a
+                // subscribed mailbox that matches is listed \Noselect.
+                let mut at = name.len();
+                while let Some(dot) = name[..at].rfind('.') {
+                    let parent = &name[..dot];
+                    at = dot;
+                    if matches_pattern(&full, parent, '.')
+                        && !subs.iter().any(|s| s == parent)
+                        && !shown.contains(&parent)
+                    {
+                        line.extend_from_slice(b"* LSUB (\\Noselect) \".\" ");
+                        respond::mailbox(&mut line, parent);
+                        line.extend_from_slice(b"\r\n");
+                        shown.push(parent);
+                        break;
+                    }
+                }
             }
             self.out.extend_from_slice(&line);
             return self.ok(tag, "LSUB completed.");
@@ -331,6 +356,7 @@ impl Session<'_> {
                     let uid = g.append(&body, &bits_info(mask), when).map_err(io)?;
                     let validity = g.uid_validity();
                     drop(g);
+                    mb.add_recent([uid]);
                     mb.changed();
                     Ok(Ok((validity, uid)))
                 },

@@ -85,6 +85,9 @@ impl Candidate for Msg<'_> {
     fn sent_date(&mut self) -> Option<i64> {
         self.parsed().sent_date()
     }
+    fn sent_date_local(&mut self) -> Option<i64> {
+        self.parsed().sent_date_local()
+    }
     fn text_contains(&mut self, needle: &str, with_headers: bool) -> bool {
         self.parsed().text_contains(needle, with_headers)
     }

@@ -332,6 +332,9 @@ impl Session<'_> {
         let Some(v) = &mut self.view else {
             return self.bad(tag, "No mailbox selected.");
         };
+        if v.keywords != names {
+            view::flag_lists(&mut self.out, &names);
+        }
         v.keywords = names;
         for (seq, u, bits) in done {
             v.set_bits(u, bits);

@@ -95,14 +95,14 @@ pub fn look(mb: &OpenMailbox, since: u64, claim_recent: bool) -> io::Result<Opti
         mb.changed();
     }
     let mut recent = Vec::new();
-    if claim_recent && guard.messages().iter().any(|m| m.in_new) {
-        recent = guard
-            .messages()
-            .iter()
-            .filter(|m| m.in_new)
-            .map(|m| m.uid)
-            .collect();
-        guard.mark_old()?;
+    if claim_recent {
+        if guard.messages().iter().any(|m| m.in_new) {
+            recent = guard.mark_old()?;
+        }
+        let appended = mb.take_recent();
+        recent.extend(appended.into_iter().filter(|u| guard.get(*u).is_some()));
+        recent.sort_unstable();
+        recent.dedup();
     }
     if mb.generation() == since && recent.is_empty() {
         return Ok(None);
@@ -209,6 +209,11 @@ impl View {
         out: &mut Vec<u8>,
         mut flags: impl FnMut(&mut Vec<u8>, u32, bool, &[String]),
     ) {
+        if look.keywords != self.keywords {
+            // A new keyword: clients learn the flag list before a message
+            // carries it (RFC 3501 §7.2.6).
+            flag_lists(out, &look.keywords);
+        }
         self.keywords = look.keywords;
         self.recent.extend(look.recent.iter().copied());
         self.uid_next = look.uid_next;
@@ -297,6 +302,23 @@ impl View {
         self.recent.remove(&uid);
         Some(i as u32 + 1)
     }
+}
+
+/// `* FLAGS (...)` and `* OK [PERMANENTFLAGS (...)]` with the mailbox's
+/// keywords.
+pub fn flag_lists(out: &mut Vec<u8>, keywords: &[String]) {
+    let kw: String = keywords
+        .iter()
+        .filter(|k| !k.is_empty())
+        .map(|k| format!(" {k}"))
+        .collect();
+    out.extend_from_slice(
+        format!(
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded{kw})\r\n\
+             * OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded{kw} \\*)] Flags permitted.\r\n"
+        )
+        .as_bytes(),
+    );
 }
 
 #[cfg(test)]

@@ -261,8 +261,19 @@ fn append(dir: &Path, text: &str) -> io::Result<()> {
 /// A UIDVALIDITY for a new list: the current time, so it differs from any
 /// earlier list of this mailbox (RFC 3501 §2.3.1.1), and above `previous`.
 fn fresh_validity(previous: Option<u32>) -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // The last value this process gave out: a mailbox deleted and created
+    // again within one second must still get a new UIDVALIDITY (RFC 3501
+    // §2.3.1.1), or clients would keep its old UIDs.
+    static LAST: AtomicU32 = AtomicU32::new(0);
     let now = u32::try_from(shared::time::now()).unwrap_or(u32::MAX);
-    now.max(previous.map_or(1, |p| p.saturating_add(1))).max(1)
+    let floor = previous.map_or(1, |p| p.saturating_add(1));
+    let mut next = 0;
+    let _ = LAST.fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
+        next = now.max(floor).max(last.saturating_add(1)).max(1);
+        Some(next)
+    });
+    next
 }
 
 /// Parses a list; the flag says whether the last line was torn.

@@ -122,6 +122,12 @@ impl<'a> Parsed<'a> {
         text::sent_date(self.top_header())
     }
 
+    /// The Date: header's local wall-clock time, as seconds counted as if
+    /// UTC (for SENTON and friends, which compare the day as written).
+    pub fn sent_date_local(&self) -> Option<i64> {
+        text::sent_date_local(self.top_header())
+    }
+
     /// Whether the decoded text of the text/* parts (and the headers of
     /// embedded messages; the top header too when `with_headers`, SEARCH
     /// TEXT) contains `needle`, ignoring case (Unicode lowercase). The

@@ -41,6 +41,20 @@ pub(super) fn sent_date(block: &[u8]) -> Option<i64> {
     date.is_valid().then(|| date.to_timestamp())
 }
 
+/// The Date: header's wall-clock time as written, counted as if it were
+/// UTC: its calendar day is the day the sender wrote (SEARCH SENTON,
+/// RFC 3501 §6.4.4, disregards time and timezone).
+pub(super) fn sent_date_local(block: &[u8]) -> Option<i64> {
+    let value = header::first(block, b"date")?;
+    let date = DateTime::parse_rfc822(&String::from_utf8_lossy(&value))?;
+    if !date.is_valid() {
+        return None;
+    }
+    let offset = i64::from(date.tz_hour) * 3600 + i64::from(date.tz_minute) * 60;
+    let offset = if date.tz_before_gmt { -offset } else { offset };
+    Some(date.to_timestamp() + offset)
+}
+
 /// The searchable text of a message, lowercased once for any number of
 /// SEARCH keys.
 #[derive(Debug)]

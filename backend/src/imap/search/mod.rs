@@ -54,6 +54,12 @@ pub trait Candidate {
     fn header_values(&mut self, name: &str) -> Vec<String>;
     /// The Date: header as unix seconds, `None` when missing or unparsable.
     fn sent_date(&mut self) -> Option<i64>;
+    /// The Date: header's wall-clock time as written, counted as if UTC
+    /// (its calendar day is the one SENTON compares); by default the UTC
+    /// time.
+    fn sent_date_local(&mut self) -> Option<i64> {
+        self.sent_date()
+    }
     /// Case-insensitive substring search of the body (TEXT: also the header).
     fn text_contains(&mut self, needle: &str, with_headers: bool) -> bool;
 }
@@ -213,8 +219,14 @@ fn date_cmp(unix: i64, d: &NaiveDate, ctx: &Context) -> Option<std::cmp::Orderin
     Some(day_of(unix, ctx.tz_offset_secs).cmp(&key_day))
 }
 
-fn sent_cmp(c: &mut impl Candidate, d: &NaiveDate, ctx: &Context) -> Option<std::cmp::Ordering> {
-    date_cmp(c.sent_date()?, d, ctx)
+fn sent_cmp(c: &mut impl Candidate, d: &NaiveDate, _ctx: &Context) -> Option<std::cmp::Ordering> {
+    // The day as the sender wrote it: no timezone applied (RFC 3501 §6.4.4).
+    let written = Context {
+        max_seq: 0,
+        max_uid: 0,
+        tz_offset_secs: 0,
+    };
+    date_cmp(c.sent_date_local()?, d, &written)
 }
 
 /// Case-insensitive substring match in any occurrence of the field; an empty
