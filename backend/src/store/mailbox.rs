@@ -431,10 +431,13 @@ impl Mailbox {
         self.list.highest_modseq
     }
 
-    /// The UIDs expunged after `modseq` (QRESYNC's VANISHED), if the list
-    /// still knows.
-    pub fn vanished_since(&self, modseq: u64) -> Vanished {
-        self.list.vanished_since(modseq)
+    /// The UIDs expunged after `modseq` (QRESYNC's VANISHED), ascending;
+    /// `None` if the list forgot expunges that old.
+    pub fn vanished_since(&self, modseq: u64) -> Option<Vec<u32>> {
+        match self.list.vanished_since(modseq) {
+            Vanished::Since(v) => Some(v),
+            Vanished::TooOld => None,
+        }
     }
 
     /// Deletes messages for good: unlink, fsync the directories, then record
@@ -611,7 +614,7 @@ mod tests {
             "recorded once, not again"
         );
         mb.expunge(&[2]).unwrap();
-        assert_eq!(mb.vanished_since(m + 2), Vanished::Since(vec![2]));
+        assert_eq!(mb.vanished_since(m + 2), Some(vec![2]));
         assert_eq!(Mailbox::open(dir).unwrap().highest_modseq(), m + 3);
     }
 }
