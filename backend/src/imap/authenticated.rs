@@ -1,10 +1,14 @@
 //! The authenticated state (RFC 3501 §6.3): selecting a mailbox, STATUS,
-//! NAMESPACE (RFC 2342), ENABLE (RFC 5161), QUOTA (RFC 9208).
+//! NAMESPACE (RFC 2342), ENABLE (RFC 5161), QUOTA (RFC 9208); the
+//! CONDSTORE and QRESYNC parts of these (RFC 7162): ENABLE of both, SELECT
+//! (CONDSTORE), SELECT (QRESYNC ...) with its `VANISHED (EARLIER)` and
+//! changed flags, `[CLOSED]`, `[HIGHESTMODSEQ]` and STATUS HIGHESTMODSEQ.
 
 use std::sync::Arc;
 
-use imap_codec::imap_types::command::CommandBody;
+use imap_codec::imap_types::command::{CommandBody, SelectParameter};
 use imap_codec::imap_types::mailbox::Mailbox as MailboxArg;
+use imap_codec::imap_types::sequence::SequenceSet;
 use imap_codec::imap_types::status::StatusDataItemName;
 
 use super::respond;
@@ -31,8 +35,14 @@ pub(super) fn mailbox_name(m: &MailboxArg<'_>) -> Result<String, &'static str> {
 impl Session<'_> {
     pub(super) async fn authenticated(&mut self, tag: &str, body: CommandBody<'static>) -> Flow {
         match body {
-            CommandBody::Select { mailbox, .. } => self.select(tag, &mailbox, false).await,
-            CommandBody::Examine { mailbox, .. } => self.select(tag, &mailbox, true).await,
+            CommandBody::Select {
+                mailbox,
+                parameters,
+            } => self.select(tag, &mailbox, false, &parameters).await,
+            CommandBody::Examine {
+                mailbox,
+                parameters,
+            } => self.select(tag, &mailbox, true, &parameters).await,
             CommandBody::Status {
                 mailbox,
                 item_names,
@@ -41,10 +51,26 @@ impl Session<'_> {
                 respond::untagged(&mut self.out, "NAMESPACE ((\"\" \".\")) NIL NIL");
                 self.ok(tag, "NAMESPACE completed.")
             }
-            CommandBody::Enable { .. } => {
-                // Nothing that changes responses is supported yet; RFC 5161
-                // says to list only what was enabled.
-                respond::untagged(&mut self.out, "ENABLED");
+            CommandBody::Enable { capabilities } => {
+                // RFC 5161: list only what this command enabled.
+                let mut line = String::from("ENABLED");
+                for c in capabilities.as_ref() {
+                    let name = c.to_string().to_ascii_uppercase();
+                    let was = self.ext;
+                    match name.as_str() {
+                        "CONDSTORE" => self.enable_condstore(),
+                        "QRESYNC" => {
+                            self.enable_condstore();
+                            self.ext.qresync = true;
+                        }
+                        _ => continue,
+                    }
+                    if was != self.ext {
+                        line.push(' ');
+                        line.push_str(&name);
+                    }
+                }
+                respond::untagged(&mut self.out, &line);
                 self.ok(tag, "ENABLE completed.")
             }
             CommandBody::GetQuotaRoot { mailbox } => {
@@ -110,9 +136,39 @@ impl Session<'_> {
         }
     }
 
-    async fn select(&mut self, tag: &str, mailbox: &MailboxArg<'_>, read_only: bool) -> Flow {
-        // RFC 3501 §6.3.1: a failed SELECT leaves no mailbox selected.
-        self.view = None;
+    async fn select(
+        &mut self,
+        tag: &str,
+        mailbox: &MailboxArg<'_>,
+        read_only: bool,
+        parameters: &[SelectParameter],
+    ) -> Flow {
+        let mut resync = None;
+        for p in parameters {
+            match p {
+                SelectParameter::CondStore => self.enable_condstore_quietly(),
+                SelectParameter::QResync {
+                    uid_validity,
+                    mod_sequence_value,
+                    known_uids,
+                    ..
+                } => {
+                    if !self.ext.qresync {
+                        return self.bad(tag, "QRESYNC is not enabled.");
+                    }
+                    resync = Some((
+                        uid_validity.get(),
+                        mod_sequence_value.get(),
+                        known_uids.clone(),
+                    ));
+                }
+            }
+        }
+        // RFC 3501 §6.3.1: a failed SELECT leaves no mailbox selected;
+        // RFC 7162 §3.2.11: a QRESYNC client is told that one closed.
+        if self.view.take().is_some() && self.ext.qresync {
+            respond::untagged(&mut self.out, "OK [CLOSED] Previous mailbox closed.");
+        }
         let name = match mailbox_name(mailbox) {
             Ok(n) => n,
             Err(why) => return self.no(tag, why),
@@ -125,15 +181,34 @@ impl Session<'_> {
             return self.bad(tag, "Log in first.");
         };
         let m = mb.clone();
+        let r2 = resync.clone();
         let look = user
-            .run(move |_| view::look(&m, 0, !read_only))
+            .run(move |_| -> std::io::Result<_> {
+                let look = view::look(&m, 0, !read_only)?;
+                // QRESYNC with the right UIDVALIDITY: what vanished since.
+                let gone = match (&look, r2) {
+                    (Some(l), Some((validity, modseq, known))) if l.uid_validity == validity => {
+                        Some(super::condstore::vanished(
+                            &m.lock(),
+                            modseq,
+                            known.as_ref(),
+                        ))
+                    }
+                    _ => None,
+                };
+                Ok(look.map(|l| (l, gone)))
+            })
             .await
             .map_err(std::io::Error::other)
             .and_then(|r| r);
-        let look = match look {
+        let (look, gone) = match look {
             Ok(Some(l)) => l,
             Ok(None) => return self.store_failed(tag, "SELECT", &"no snapshot"),
             Err(e) => return self.store_failed(tag, "SELECT", &e),
+        };
+        let changed = match (&gone, &resync) {
+            (Some(_), Some((_, modseq, known))) => changed_since(&look, *modseq, known.as_ref()),
+            _ => Vec::new(),
         };
         let v = View::new(mb, read_only, look);
         let o = &mut self.out;
@@ -151,6 +226,26 @@ impl Session<'_> {
             o,
             &format!("OK [UIDNEXT {}] Predicted next UID", v.uid_next),
         );
+        if self.ext.condstore {
+            respond::untagged(
+                o,
+                &format!("OK [HIGHESTMODSEQ {}] Highest", v.highest_modseq),
+            );
+        }
+        if let Some(gone) = &gone {
+            super::condstore::write_vanished(o, gone, true);
+        }
+        for (seq, uid, bits, modseq) in changed {
+            o.extend_from_slice(b"* ");
+            respond::number(o, seq as u64);
+            o.extend_from_slice(b" FETCH (UID ");
+            respond::number(o, uid as u64);
+            o.push(b' ');
+            super::selected::write_flags(o, bits, v.is_recent(uid), &v.keywords);
+            o.extend_from_slice(b" MODSEQ (");
+            respond::number(o, modseq);
+            o.extend_from_slice(b"))\r\n");
+        }
         self.view = Some(v);
         if read_only {
             self.ok(tag, "[READ-ONLY] Examine completed.")
@@ -169,6 +264,12 @@ impl Session<'_> {
             Ok(n) => n,
             Err(why) => return self.no(tag, why),
         };
+        if items
+            .iter()
+            .any(|i| matches!(i, StatusDataItemName::HighestModSeq))
+        {
+            self.enable_condstore();
+        }
         match self.status_line(&name, items).await {
             Ok(line) => {
                 self.out.extend_from_slice(&line);
@@ -189,7 +290,7 @@ impl Session<'_> {
             return Err(OpenError::Store(StoreError::NoSuchMailbox(name.to_owned())));
         };
         let counts = user
-            .run(move |_| -> std::io::Result<[u64; 6]> {
+            .run(move |_| -> std::io::Result<[u64; 7]> {
                 mb.sync()?;
                 let g = mb.lock();
                 let msgs = g.messages();
@@ -203,10 +304,19 @@ impl Session<'_> {
                     g.uid_validity() as u64,
                     unseen as u64,
                     deleted as u64,
+                    g.highest_modseq(),
                 ])
             })
             .await;
-        let [messages, recent, uidnext, uidvalidity, unseen, deleted] = match counts {
+        let [
+            messages,
+            recent,
+            uidnext,
+            uidvalidity,
+            unseen,
+            deleted,
+            highest,
+        ] = match counts {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
                 return Err(OpenError::Store(StoreError::io(
@@ -228,6 +338,7 @@ impl Session<'_> {
                 StatusDataItemName::UidValidity => ("UIDVALIDITY", uidvalidity),
                 StatusDataItemName::Unseen => ("UNSEEN", unseen),
                 StatusDataItemName::Deleted => ("DELETED", deleted),
+                StatusDataItemName::HighestModSeq => ("HIGHESTMODSEQ", highest),
                 _ => continue,
             };
             if !first {
@@ -267,4 +378,31 @@ impl Session<'_> {
         }
         self.ok(tag, "GETQUOTA completed.")
     }
+}
+
+/// The messages of a fresh look changed after `modseq` (and among `known`
+/// UIDs, if given), for QRESYNC: (sequence number, UID, flag bits, modseq).
+fn changed_since(
+    look: &view::Look,
+    modseq: u64,
+    known: Option<&SequenceSet>,
+) -> Vec<(u32, u32, u32, u64)> {
+    let known: Option<Vec<u32>> = known.map(|k| {
+        let uids: Vec<u32> = look.messages.iter().map(|m| m.uid).collect();
+        super::selected::resolve(&uids, k, true)
+            .into_iter()
+            .map(|i| uids[i])
+            .collect()
+    });
+    look.messages
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.modseq > modseq)
+        .filter(|(_, m)| {
+            known
+                .as_ref()
+                .is_none_or(|k| k.binary_search(&m.uid).is_ok())
+        })
+        .map(|(i, m)| (i as u32 + 1, m.uid, m.bits, m.modseq))
+        .collect()
 }

@@ -7,11 +7,18 @@
 //! Items that need no file (FLAGS, UID, RFC822.SIZE, INTERNALDATE) never
 //! open one. A body fetch without PEEK sets \Seen and reports the new FLAGS
 //! in the same response.
+//!
+//! CONDSTORE and QRESYNC (RFC 7162 §3.1.4, §3.2.6): the MODSEQ item, the
+//! CHANGEDSINCE modifier (only messages changed after it, with their
+//! MODSEQ) and, for UID FETCH, VANISHED (the set's UIDs expunged after it,
+//! as `VANISHED (EARLIER)` first). With CONDSTORE enabled, every FETCH
+//! response that carries FLAGS carries MODSEQ too.
 
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use imap_codec::imap_types::IntoStatic;
+use imap_codec::imap_types::command::FetchModifier;
 use imap_codec::imap_types::core::AString;
 use imap_codec::imap_types::fetch::{
     MacroOrMessageDataItemNames, MessageDataItemName, Section as SectionArg,
@@ -35,6 +42,7 @@ const BATCH_BYTES: usize = 1 << 20;
 enum Item {
     Flags,
     Uid,
+    ModSeq,
     InternalDate,
     Size,
     Envelope,
@@ -126,6 +134,7 @@ fn plan(items: MacroOrMessageDataItemNames<'_>, uid: bool) -> Vec<Item> {
         let item = match n {
             MessageDataItemName::Flags => Item::Flags,
             MessageDataItemName::Uid => Item::Uid,
+            MessageDataItemName::ModSeq => Item::ModSeq,
             MessageDataItemName::InternalDate => Item::InternalDate,
             MessageDataItemName::Rfc822Size => Item::Size,
             MessageDataItemName::Envelope => Item::Envelope,
@@ -171,10 +180,14 @@ fn plan(items: MacroOrMessageDataItemNames<'_>, uid: bool) -> Vec<Item> {
                 partial: None,
                 seen: true,
             },
-            // BINARY (RFC 3516) and MODSEQ are not advertised.
+            // BINARY (RFC 3516) is not advertised.
             _ => continue,
         };
-        if matches!(item, Item::Uid) && plan.iter().any(|i| matches!(i, Item::Uid)) {
+        if matches!(item, Item::Uid | Item::ModSeq)
+            && plan
+                .iter()
+                .any(|i| std::mem::discriminant(i) == std::mem::discriminant(&item))
+        {
             continue;
         }
         plan.push(item);
@@ -202,17 +215,48 @@ struct Target {
     recent: bool,
 }
 
-/// Fetches `targets` into `out`; returns how many were done and the new
-/// flags of messages it set \Seen on. Blocking.
+/// How a FETCH runs besides its items.
+#[derive(Debug, Clone, Copy, Default)]
+struct Opts {
+    /// Sets \Seen on the messages it reads.
+    set_seen: bool,
+    /// CHANGEDSINCE: only messages with a higher modseq.
+    changed_since: Option<u64>,
+    /// CONDSTORE is enabled: MODSEQ goes wherever FLAGS does.
+    modseq_with_flags: bool,
+}
+
+/// Fetches `targets` into `out`; returns how many were done and the flags
+/// reported that differ from what the client knew. Blocking.
 fn fetch_batch(
     mb: &OpenMailbox,
     plan: &[Item],
     targets: &[Target],
-    set_seen: bool,
+    opts: Opts,
     keywords: &[String],
     out: &mut Vec<u8>,
 ) -> std::io::Result<(usize, Vec<(u32, u32)>)> {
     let needs_file = plan.iter().any(Item::needs_file);
+    if opts.set_seen {
+        // All \Seen changes of the batch first, under one modseq, so the
+        // responses can tell it.
+        let mut g = mb.lock();
+        let mut any = false;
+        for t in targets {
+            let Some(m) = g.get(t.uid) else { continue };
+            let bits = super::view::info_bits(&m.info);
+            if bits & SEEN == 0 && g.stage_info(t.uid, &bits_info(bits | SEEN)).is_ok() {
+                any = true;
+            }
+        }
+        g.commit_modseqs()?;
+        drop(g);
+        if any {
+            mb.changed();
+        }
+    }
+    let with_flags = plan.iter().any(|i| matches!(i, Item::Flags));
+    let with_modseq = plan.iter().any(|i| matches!(i, Item::ModSeq));
     let mut seen = Vec::new();
     let mut done = 0;
     for t in targets {
@@ -221,22 +265,20 @@ fn fetch_batch(
         }
         done += 1;
         // What the index knows, under the lock; the file is read outside it.
-        let (path, size, mtime, bits) = {
+        let (path, size, mtime, bits, modseq) = {
             let mut g = mb.lock();
             let Some(m) = g.get(t.uid).cloned() else {
                 // Expunged by another session, not yet reported: RFC 3501
                 // lets us answer with nothing for it.
                 continue;
             };
+            if opts.changed_since.is_some_and(|c| m.modseq <= c) {
+                continue;
+            }
             let size = g.vsize(t.uid).unwrap_or(m.size);
             let mtime = g.internal_date(&m);
-            let mut bits = super::view::info_bits(&m.info);
-            if set_seen && bits & SEEN == 0 && g.set_info(t.uid, &bits_info(bits | SEEN)).is_ok() {
-                bits |= SEEN;
-                seen.push((t.uid, bits));
-            }
-            let m = g.get(t.uid).cloned().unwrap_or(m);
-            (g.path(&m), size, mtime, bits)
+            let bits = super::view::info_bits(&m.info);
+            (g.path(&m), size, mtime, bits, m.modseq)
         };
         let raw = if needs_file {
             match std::fs::read(&path) {
@@ -272,6 +314,7 @@ fn fetch_batch(
                     out.extend_from_slice(b"UID ");
                     respond::number(out, t.uid as u64);
                 }
+                Item::ModSeq => write_modseq(out, modseq),
                 Item::InternalDate => {
                     out.extend_from_slice(b"INTERNALDATE ");
                     let secs = mtime
@@ -326,16 +369,27 @@ fn fetch_batch(
                 }
             }
         }
-        if flags_changed && !plan.iter().any(|i| matches!(i, Item::Flags)) {
+        if flags_changed && !with_flags {
             out.push(b' ');
             write_flags(out, bits, t.recent, keywords);
         }
+        if opts.modseq_with_flags && (with_flags || flags_changed) && !with_modseq {
+            out.push(b' ');
+            write_modseq(out, modseq);
+        }
         out.extend_from_slice(b")\r\n");
-    }
-    if !seen.is_empty() {
-        mb.changed();
+        if flags_changed {
+            seen.push((t.uid, bits));
+        }
     }
     Ok((done, seen))
+}
+
+/// `MODSEQ (n)`.
+fn write_modseq(out: &mut Vec<u8>, modseq: u64) {
+    out.extend_from_slice(b"MODSEQ (");
+    respond::number(out, modseq);
+    out.push(b')');
 }
 
 impl Session<'_> {
@@ -346,18 +400,55 @@ impl Session<'_> {
         set: &SequenceSet,
         items: MacroOrMessageDataItemNames<'static>,
         uid: bool,
+        modifiers: &[FetchModifier],
     ) -> Flow {
+        let mut changed_since = None;
+        let mut want_vanished = false;
+        for m in modifiers {
+            match m {
+                FetchModifier::ChangedSince(n) => changed_since = Some(n.get()),
+                FetchModifier::Vanished => want_vanished = true,
+            }
+        }
+        if want_vanished && !(uid && changed_since.is_some() && self.ext.qresync) {
+            // RFC 7162 §3.2.6: UID FETCH only, with CHANGEDSINCE, QRESYNC enabled.
+            return self.bad(tag, "VANISHED needs UID FETCH, CHANGEDSINCE and QRESYNC.");
+        }
+        let mut plan = plan(items, uid);
+        if changed_since.is_some() && !plan.iter().any(|i| matches!(i, Item::ModSeq)) {
+            plan.push(Item::ModSeq);
+        }
+        if plan.iter().any(|i| matches!(i, Item::ModSeq)) {
+            self.enable_condstore();
+        }
         let Some(v) = &self.view else {
             return self.bad(tag, "No mailbox selected.");
         };
         if !uid && out_of_range(set, v.exists()) {
             return self.bad(tag, "Invalid messageset.");
         }
-        let plan = Arc::new(plan(items, uid));
-        let set_seen = !v.read_only
-            && plan
-                .iter()
-                .any(|i| matches!(i, Item::Section { seen: true, .. }));
+        let plan = Arc::new(plan);
+        let opts = Opts {
+            set_seen: !v.read_only
+                && plan
+                    .iter()
+                    .any(|i| matches!(i, Item::Section { seen: true, .. })),
+            changed_since,
+            modseq_with_flags: self.ext.condstore,
+        };
+        if let (true, Some(since), Some(user)) = (want_vanished, changed_since, &self.user) {
+            let (mb, set) = (v.mb.clone(), set.clone());
+            let gone = user
+                .run(move |_| super::condstore::vanished(&mb.lock(), since, Some(&set)))
+                .await;
+            match gone {
+                Ok(g) => super::condstore::write_vanished(&mut self.out, &g, true),
+                Err(e) => return self.store_failed(tag, "FETCH", &e),
+            }
+        }
+        let Some(v) = &self.view else {
+            return self.bad(tag, "No mailbox selected.");
+        };
         let mut targets: Vec<Target> = resolve(&v.uids, set, uid)
             .into_iter()
             .map(|i| Target {
@@ -377,7 +468,7 @@ impl Session<'_> {
             let mut buf = std::mem::take(&mut self.out);
             let r = user
                 .run(move |_| {
-                    let r = fetch_batch(&mb2, &plan2, &batch, set_seen, &kw, &mut buf);
+                    let r = fetch_batch(&mb2, &plan2, &batch, opts, &kw, &mut buf);
                     (r.map(|(done, seen)| (done, seen, batch)), buf)
                 })
                 .await;

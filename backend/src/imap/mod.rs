@@ -28,6 +28,7 @@ pub mod search;
 pub mod view;
 
 mod authenticated;
+mod condstore;
 mod copy;
 mod fetch;
 mod folders;
@@ -65,7 +66,7 @@ use crate::node::Node;
 use respond::Status;
 
 /// Capabilities after login, besides the ones every state has.
-pub(crate) const AUTHENTICATED_CAPS: &str = " NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH QUOTA SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES";
+pub(crate) const AUTHENTICATED_CAPS: &str = " NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH QUOTA SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES CONDSTORE QRESYNC";
 
 /// The `backend.imap` settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

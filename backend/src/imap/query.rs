@@ -77,7 +77,7 @@ impl Candidate for Msg<'_> {
         self.date
     }
     fn modseq(&self) -> u64 {
-        1
+        self.mb.lock().get(self.uid).map_or(1, |m| m.modseq)
     }
     fn header_values(&mut self, name: &str) -> Vec<String> {
         self.parsed().header_values(name)

@@ -2,8 +2,12 @@
 //! EXPUNGE and UID EXPUNGE (RFC 4315), STORE; FETCH, SEARCH and COPY/MOVE
 //! live in their own modules. After each command the session tells the
 //! client what changed in the mailbox (`refresh`).
+//!
+//! STORE takes CONDSTORE's UNCHANGEDSINCE (RFC 7162 §3.1.3): messages
+//! changed after it are left alone and named in `[MODIFIED ...]`; all
+//! changes of one STORE share one new modseq, recorded before the answer.
 
-use imap_codec::imap_types::command::CommandBody;
+use imap_codec::imap_types::command::{CommandBody, StoreModifier};
 use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 
@@ -119,18 +123,29 @@ impl Session<'_> {
                 response,
                 flags,
                 uid,
-                ..
+                modifiers,
             } => {
-                self.store(tag, &sequence_set, kind, response, &flags, uid)
-                    .await
+                let unchanged_since = modifiers
+                    .iter()
+                    .map(|m| match m {
+                        StoreModifier::UnchangedSince(n) => *n,
+                    })
+                    .next();
+                let how = StoreHow {
+                    kind,
+                    response,
+                    uid,
+                    unchanged_since,
+                };
+                self.store(tag, &sequence_set, how, &flags).await
             }
             CommandBody::Fetch {
                 sequence_set,
                 macro_or_item_names,
                 uid,
-                ..
+                modifiers,
             } => {
-                self.fetch(io, tag, &sequence_set, macro_or_item_names, uid)
+                self.fetch(io, tag, &sequence_set, macro_or_item_names, uid, &modifiers)
                     .await
             }
             CommandBody::Search { criteria, uid, .. } => {
@@ -198,7 +213,7 @@ impl Session<'_> {
             Expunges::Hold
         };
         let Some(v) = &mut self.view else { return };
-        v.apply(look, how, &mut self.out, write_flags);
+        v.apply(look, how, self.ext, &mut self.out, write_flags);
     }
 
     /// Expunges the \Deleted messages (of `set`, UIDs); returns how many.
@@ -253,11 +268,18 @@ impl Session<'_> {
         &mut self,
         tag: &str,
         set: &SequenceSet,
-        kind: StoreType,
-        response: StoreResponse,
+        how: StoreHow,
         flags: &[Flag<'static>],
-        uid: bool,
     ) -> Flow {
+        let StoreHow {
+            kind,
+            response,
+            uid,
+            unchanged_since,
+        } = how;
+        if unchanged_since.is_some() {
+            self.enable_condstore();
+        }
         let (Some(user), Some(v)) = (&self.user, &self.view) else {
             return self.bad(tag, "No mailbox selected.");
         };
@@ -299,8 +321,13 @@ impl Session<'_> {
                 let names = view::keyword_names(&dir)?;
                 let mut g = mb.lock();
                 let mut done = Vec::with_capacity(targets.len());
+                let mut modified = Vec::new();
                 for (seq, uid) in targets {
                     let Some(m) = g.get(uid) else { continue };
+                    if unchanged_since.is_some_and(|n| m.modseq > n) {
+                        modified.push(if how.uid { uid } else { seq });
+                        continue;
+                    }
                     let old = info_bits(&m.info);
                     let new = match kind {
                         StoreType::Replace => mask,
@@ -308,20 +335,36 @@ impl Session<'_> {
                         StoreType::Remove => old & !mask,
                     };
                     if new != old {
-                        match g.set_info(uid, &bits_info(new)) {
+                        match g.stage_info(uid, &bits_info(new)) {
                             Ok(_) => {}
                             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                             Err(e) => return Err(e),
                         }
                     }
-                    done.push((seq, uid, new));
+                    done.push((seq, uid, new, new != old));
                 }
+                g.commit_modseqs()?;
+                let done = done
+                    .into_iter()
+                    .map(|(seq, uid, bits, changed)| {
+                        let modseq = g.get(uid).map_or(1, |m| m.modseq);
+                        (seq, uid, bits, modseq, changed)
+                    })
+                    .collect();
                 drop(g);
                 mb.changed();
-                Ok((done, names))
+                Ok(Stored {
+                    done,
+                    names,
+                    modified,
+                })
             })
             .await;
-        let (done, names) = match result {
+        let Stored {
+            done,
+            names,
+            modified,
+        } = match result {
             Ok(Ok(d)) => d,
             Ok(Err(e)) if e.to_string() == "TOOMANYKEYWORDS" => {
                 return self.no(tag, "[LIMIT] Too many keywords in this mailbox.");
@@ -336,30 +379,64 @@ impl Session<'_> {
             view::flag_lists(&mut self.out, &names);
         }
         v.keywords = names;
-        for (seq, u, bits) in done {
+        let condstore = self.ext.condstore;
+        for (seq, u, bits, modseq, changed) in done {
             v.set_bits(u, bits);
-            if response == StoreResponse::Answer {
-                let recent = v.is_recent(u);
-                let o = &mut self.out;
-                o.extend_from_slice(b"* ");
-                respond::number(o, seq as u64);
-                o.extend_from_slice(b" FETCH (");
-                write_flags(o, bits, recent, &v.keywords);
-                if uid {
-                    o.extend_from_slice(b" UID ");
-                    respond::number(o, u as u64);
-                }
-                o.extend_from_slice(b")\r\n");
+            // RFC 7162 §3.1.3: with CONDSTORE, even .SILENT tells the new MODSEQ.
+            let silent = response == StoreResponse::Silent;
+            if silent && !(condstore && changed) {
+                continue;
             }
+            let recent = v.is_recent(u);
+            let o = &mut self.out;
+            o.extend_from_slice(b"* ");
+            respond::number(o, seq as u64);
+            o.extend_from_slice(b" FETCH (");
+            if !silent {
+                write_flags(o, bits, recent, &v.keywords);
+                o.push(b' ');
+            }
+            if uid {
+                o.extend_from_slice(b"UID ");
+                respond::number(o, u as u64);
+                o.push(b' ');
+            }
+            if condstore {
+                o.extend_from_slice(b"MODSEQ (");
+                respond::number(o, modseq);
+                o.extend_from_slice(b") ");
+            }
+            o.pop();
+            o.extend_from_slice(b")\r\n");
         }
         self.refresh(false).await;
-        self.ok(tag, "STORE completed.")
+        if modified.is_empty() {
+            self.ok(tag, "STORE completed.")
+        } else {
+            let set = super::condstore::uid_set(&modified);
+            self.ok(tag, &format!("[MODIFIED {set}] Conditional STORE failed."))
+        }
     }
 }
 
-/// What STORE did: (sequence number, UID, new flag bits) per message, and
-/// the mailbox's keyword names afterwards.
-type Stored = (Vec<(u32, u32, u32)>, Vec<String>);
+/// How to STORE: the command's words besides the set and the flags.
+#[derive(Debug, Clone, Copy)]
+struct StoreHow {
+    kind: StoreType,
+    response: StoreResponse,
+    uid: bool,
+    /// CONDSTORE's UNCHANGEDSINCE.
+    unchanged_since: Option<u64>,
+}
+
+/// What STORE did: per message (sequence number, UID, new flag bits,
+/// modseq, whether the flags changed); the mailbox's keyword names
+/// afterwards; the messages UNCHANGEDSINCE kept (UIDs for UID STORE).
+struct Stored {
+    done: Vec<(u32, u32, u32, u64, bool)>,
+    names: Vec<String>,
+    modified: Vec<u32>,
+}
 
 /// Expunges `uids` and takes their bytes off the account's quota usage.
 pub(super) fn expunge_counted(

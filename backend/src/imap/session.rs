@@ -62,6 +62,8 @@ pub(super) struct Session<'a> {
     /// The logged-in account.
     pub user: Option<Opened>,
     pub view: Option<View>,
+    /// RFC 7162 extensions enabled (ENABLE or a CONDSTORE-enabling command).
+    pub ext: super::view::Enabled,
     /// Failed logins so far.
     pub failures: u32,
     /// Commands before login.
@@ -88,6 +90,7 @@ pub(super) async fn run<S: Transport>(
         out: Vec::with_capacity(1024),
         user: None,
         view: None,
+        ext: Default::default(),
         failures: 0,
         commands: 0,
         bad: 0,

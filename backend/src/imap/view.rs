@@ -7,6 +7,9 @@
 //! comparison runs only when the mailbox's generation moved, and costs one
 //! merge walk over two UID-sorted lists.
 //!
+//! With CONDSTORE enabled (RFC 7162 §3.1) flag updates carry the message's
+//! MODSEQ; with QRESYNC (§3.2.10) expunges are told as one `VANISHED`.
+//!
 //! Flags are kept as a `u32` per message (six Maildir system letters and
 //! the 26 keyword letters), so a 100,000-message view is under a megabyte.
 
@@ -59,6 +62,7 @@ pub const DELETED: u32 = 1 << 5;
 pub struct Snap {
     pub uid: u32,
     pub bits: u32,
+    pub modseq: u64,
 }
 
 /// What a look at the mailbox found, computed off the reactor.
@@ -69,6 +73,7 @@ pub struct Look {
     pub recent: Vec<u32>,
     pub uid_validity: u32,
     pub uid_next: u32,
+    pub highest_modseq: u64,
     /// Keyword names by letter (`a` first); empty where unmapped.
     pub keywords: Vec<String>,
 }
@@ -121,11 +126,13 @@ fn snapshot(mb: &Mailbox, generation: u64, recent: Vec<u32>, keywords: Vec<Strin
             .map(|m| Snap {
                 uid: m.uid,
                 bits: info_bits(&m.info),
+                modseq: m.modseq,
             })
             .collect(),
         recent,
         uid_validity: mb.uid_validity(),
         uid_next: mb.next_uid(),
+        highest_modseq: mb.highest_modseq(),
     }
 }
 
@@ -143,8 +150,17 @@ pub struct View {
     expunge_pending: bool,
     pub uid_validity: u32,
     pub uid_next: u32,
+    /// HIGHESTMODSEQ as of the last look.
+    pub highest_modseq: u64,
     /// Keyword names by letter, as last read.
     pub keywords: Vec<String>,
+}
+
+/// The RFC 7162 extensions a client enabled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Enabled {
+    pub condstore: bool,
+    pub qresync: bool,
 }
 
 /// How a refresh may renumber.
@@ -166,6 +182,7 @@ impl View {
             expunge_pending: false,
             uid_validity: look.uid_validity,
             uid_next: look.uid_next,
+            highest_modseq: look.highest_modseq,
             keywords: look.keywords,
         };
         for s in look.messages {
@@ -201,11 +218,14 @@ impl View {
     }
 
     /// Applies a look: appends the untagged responses for what changed to
-    /// `out` (`flags` writes one `FLAGS (...)` list for a message).
+    /// `out` (`flags` writes one `FLAGS (...)` list for a message). `ext`
+    /// says what the client enabled: MODSEQ in flag updates, VANISHED
+    /// instead of EXPUNGE.
     pub fn apply(
         &mut self,
         look: Look,
         how: Expunges,
+        ext: Enabled,
         out: &mut Vec<u8>,
         mut flags: impl FnMut(&mut Vec<u8>, u32, bool, &[String]),
     ) {
@@ -217,6 +237,8 @@ impl View {
         self.keywords = look.keywords;
         self.recent.extend(look.recent.iter().copied());
         self.uid_next = look.uid_next;
+        self.highest_modseq = look.highest_modseq;
+        let mut vanished = Vec::new();
         let _ = &mut flags;
         let (mut uids, mut bits) = (
             Vec::with_capacity(look.messages.len()),
@@ -242,16 +264,25 @@ impl View {
                     flags(out, now, self.recent.contains(&uid), &self.keywords);
                     out.extend_from_slice(b" UID ");
                     super::respond::number(out, uid as u64);
+                    if ext.condstore {
+                        out.extend_from_slice(b" MODSEQ (");
+                        super::respond::number(out, snap[j].modseq);
+                        out.push(b')');
+                    }
                     out.extend_from_slice(b")\r\n");
                 }
                 uids.push(uid);
                 bits.push(now);
                 j += 1;
             } else if how == Expunges::Report {
-                let seq = i as u32 + 1 - removed;
-                out.extend_from_slice(b"* ");
-                super::respond::number(out, seq as u64);
-                out.extend_from_slice(b" EXPUNGE\r\n");
+                if ext.qresync {
+                    vanished.push(uid);
+                } else {
+                    let seq = i as u32 + 1 - removed;
+                    out.extend_from_slice(b"* ");
+                    super::respond::number(out, seq as u64);
+                    out.extend_from_slice(b" EXPUNGE\r\n");
+                }
                 removed += 1;
                 self.recent.remove(&uid);
             } else {
@@ -260,6 +291,7 @@ impl View {
                 bits.push(self.bits[i]);
             }
         }
+        super::condstore::write_vanished(out, &vanished, false);
         let known = uids.len();
         for s in &snap[j..] {
             if s.uid > uids.last().copied().unwrap_or(0) {

@@ -1,28 +1,46 @@
 //! The persistent UID list of one mailbox: `tandem-uidlist` beside the
-//! Maildir's `cur/ new/ tmp/`.
+//! Maildir's `cur/ new/ tmp/`, with the modification sequences of CONDSTORE
+//! and QRESYNC (RFC 7162).
 //!
 //! Text, one record a line, so an operator can read it:
 //! ```text
-//! T1 <uidvalidity> <next uid> <highest modseq>
+//! T1 <uidvalidity> <next uid> <highest modseq> [<vanished floor>]
 //! <uid> <base name>          a message got a UID
-//! -<uid>                     the message was expunged
+//! M<uid> <modseq> <info>     its flags (info letters, maybe empty) got a modseq
+//! -<uid> <modseq>            the message was expunged (older files: `-<uid>`)
 //! ```
-//! New assignments are appended and fsync'd before any client sees them; the
+//! New records are appended and fsync'd before any client sees them; the
 //! file is rewritten (temp file, fsync, rename, fsync directory) only to drop
-//! expunged records. A torn last line from a crash is ignored and cut off.
+//! superseded records. A torn last line from a crash is ignored and cut off.
 //! `next uid` only grows: it is the larger of the header's and one past every
 //! UID the log ever mentions, so a UID is never given to a second message,
 //! even after a crash between an append and a rewrite. Every write happens
-//! under an OS lock on `tandem-uidlist.lock` and starts by re-reading the
-//! file, so several sessions (on one node or several) with the same mailbox
-//! open agree on every UID: a file another session already numbered keeps
-//! its number. An unreadable file is
-//! moved aside and the mailbox gets a new UIDVALIDITY, which tells IMAP
-//! clients to forget what they cached instead of trusting reused UIDs.
+//! under an OS lock on `tandem-uidlist.lock` and starts by reading what
+//! other writers appended since (only the new bytes, unless the file was
+//! replaced), so several sessions (on one node or several) with the same
+//! mailbox open agree on every UID and never reuse a modseq.
+//!
+//! Modification sequences: a message gets one when it is numbered and a new
+//! one at each flag change (`M` records, which also keep the flags they
+//! were given, so a change made by other software while no Tandem process
+//! watched is still noticed at the next open); an expunge gets one too.
+//! The highest modseq is the maximum of the header and every record, so it
+//! never goes backwards, across crashes included: a value is shown to a
+//! client only after the record holding it was fsync'd. Expunge records are
+//! kept by rewrites (the newest [`VANISHED_KEEP`]) for QRESYNC's VANISHED;
+//! older ones are dropped and the header's floor says up to which modseq
+//! the list may have forgotten expunges. A file without `M` records (an
+//! older Tandem) opens with modseq 1 for every message; its `-<uid>`
+//! records have no modseq and count as expunged "at any time".
+//!
+//! An unreadable file is moved aside and the mailbox gets a new
+//! UIDVALIDITY, which tells IMAP clients to forget what they cached instead
+//! of trusting reused UIDs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::maildir::sync_dir;
@@ -30,6 +48,10 @@ use super::maildir::sync_dir;
 pub const FILE_NAME: &str = "tandem-uidlist";
 const LOCK_NAME: &str = "tandem-uidlist.lock";
 const MAGIC: &str = "T1";
+/// Expunge records a rewrite keeps for QRESYNC (the newest by modseq).
+pub const VANISHED_KEEP: usize = 10_000;
+/// Superseded records tolerated before a rewrite (and more than live ones).
+const DEAD_LIMIT: usize = 1000;
 
 /// The in-memory view of a UID list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,9 +61,21 @@ pub struct UidList {
     pub highest_modseq: u64,
     /// Live messages: UID -> base name.
     pub uids: BTreeMap<u32, String>,
+    /// Live messages' modseq and the info letters it was given for
+    /// (`None`: numbered by an older Tandem, never changed since). Absent: 1.
+    meta: HashMap<u32, (u64, Option<String>)>,
+    /// Expunged UIDs with the modseq of their expunge (0: unknown).
+    vanished: BTreeMap<u32, u64>,
+    /// Expunges up to this modseq may have been dropped from `vanished`.
+    vanished_floor: u64,
     /// Records in the file that a rewrite would drop.
     dead_records: usize,
+    /// How far the file was read: (device, inode, bytes).
+    read_to: Option<(u64, u64, u64)>,
 }
+
+/// A file's identity: device and inode.
+type FileId = (u64, u64);
 
 /// Where a UID list came from when it was opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +86,16 @@ pub enum Opened {
     Recreated,
 }
 
+/// What the list knows of the expunges after some modseq.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Vanished {
+    /// Exactly these UIDs (ascending) were expunged since.
+    Since(Vec<u32>),
+    /// The list forgot expunges that old; the caller falls back to "every
+    /// UID the client may know that no longer exists" (RFC 7162 §3.2.5.1).
+    TooOld,
+}
+
 impl UidList {
     fn new(uid_validity: u32) -> UidList {
         UidList {
@@ -59,88 +103,166 @@ impl UidList {
             next_uid: 1,
             highest_modseq: 1,
             uids: BTreeMap::new(),
+            meta: HashMap::new(),
+            vanished: BTreeMap::new(),
+            vanished_floor: 0,
             dead_records: 0,
+            read_to: None,
         }
     }
 
     /// Loads the list of the mailbox at `dir`, creating it if absent.
     pub fn open(dir: &Path) -> io::Result<(UidList, Opened)> {
-        if let Some(list) = read(dir)?.and_then(|(l, torn)| (!torn).then_some(l)) {
+        let path = dir.join(FILE_NAME);
+        if let Some((bytes, (dev, ino))) = load(&path)?
+            && let Ok((mut list, false)) = parse(&bytes)
+        {
+            list.read_to = Some((dev, ino, bytes.len() as u64));
             return Ok((list, Opened::Existing));
         }
         // Missing, torn or broken: settle it under the lock, where no other
         // session is writing.
         let _lock = lock(dir)?;
-        let path = dir.join(FILE_NAME);
-        match fs::read(&path) {
-            Ok(bytes) => match parse(&bytes) {
-                Ok((list, torn)) => {
-                    if torn {
-                        cut_torn_tail(&path, &bytes)?;
-                    }
+        match load(&path)? {
+            Some((bytes, (dev, ino))) => match parse(&bytes) {
+                Ok((mut list, torn)) => {
+                    let len = if torn {
+                        cut_torn_tail(&path, &bytes)?
+                    } else {
+                        bytes.len() as u64
+                    };
+                    list.read_to = Some((dev, ino, len));
                     Ok((list, Opened::Existing))
                 }
                 Err(why) => {
                     let aside = dir.join(format!("{FILE_NAME}.broken.{}", shared::time::now()));
                     tracing::error!(path = %path.display(), %why, aside = %aside.display(), "UID list unreadable; new UIDVALIDITY");
                     fs::rename(&path, &aside)?;
-                    let list = UidList::new(fresh_validity(None));
+                    let mut list = UidList::new(fresh_validity(None));
                     list.rewrite(dir)?;
                     Ok((list, Opened::Recreated))
                 }
             },
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let list = UidList::new(fresh_validity(None));
+            None => {
+                let mut list = UidList::new(fresh_validity(None));
                 list.rewrite(dir)?;
                 Ok((list, Opened::Created))
             }
-            Err(e) => Err(e),
         }
     }
 
-    /// Re-reads the file under the lock: other sessions may have numbered
-    /// or expunged messages since. A torn tail is cut so appends start clean.
+    /// The modseq of a live message (1 if it never got one).
+    pub fn modseq(&self, uid: u32) -> u64 {
+        self.meta.get(&uid).map_or(1, |m| m.0)
+    }
+
+    /// The info letters the log last recorded for a live message.
+    pub fn recorded_info(&self, uid: u32) -> Option<&str> {
+        self.meta.get(&uid).and_then(|m| m.1.as_deref())
+    }
+
+    /// The UIDs expunged after `modseq`, if the list still knows them all.
+    pub fn vanished_since(&self, modseq: u64) -> Vanished {
+        if modseq < self.vanished_floor {
+            return Vanished::TooOld;
+        }
+        Vanished::Since(
+            self.vanished
+                .iter()
+                .filter(|(_, m)| **m > modseq)
+                .map(|(u, _)| *u)
+                .collect(),
+        )
+    }
+
+    /// Reads, under the lock, what other sessions appended since the last
+    /// read (or the whole file, if it was replaced). A torn tail is cut so
+    /// appends start clean.
     fn refresh(&mut self, dir: &Path) -> io::Result<()> {
         let path = dir.join(FILE_NAME);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            // Gone or unreadable: our view is the best there is; the append
-            // or rewrite that follows fails or recreates it.
+        let mut f = match File::open(&path) {
+            Ok(f) => f,
+            // Gone: our view is the best there is; the append or rewrite
+            // that follows fails or recreates it.
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
         };
-        match parse(&bytes) {
-            Ok((list, torn)) => {
-                if torn {
-                    cut_torn_tail(&path, &bytes)?;
-                }
-                let modseq = self.highest_modseq.max(list.highest_modseq);
-                *self = list;
-                self.highest_modseq = modseq;
-                Ok(())
-            }
-            Err(why) => Err(io::Error::new(
+        let md = f.metadata()?;
+        let (dev, ino) = (md.dev(), md.ino());
+        let bad = |why: String| {
+            io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("{}: {why}", path.display()),
-            )),
+            )
+        };
+        if let Some((d, i, at)) = self.read_to
+            && (d, i) == (dev, ino)
+            && md.len() >= at
+        {
+            if md.len() == at {
+                return Ok(());
+            }
+            f.seek(SeekFrom::Start(at))?;
+            let mut tail = Vec::new();
+            f.read_to_end(&mut tail)?;
+            let text = std::str::from_utf8(&tail).map_err(|_| bad("not UTF-8".into()))?;
+            let complete = text.rfind('\n').map_or("", |i| &text[..=i]);
+            if complete.len() < text.len() {
+                OpenOptions::new()
+                    .write(true)
+                    .open(&path)?
+                    .set_len(at + complete.len() as u64)?;
+            }
+            self.apply(complete).map_err(bad)?;
+            self.read_to = Some((dev, ino, at + complete.len() as u64));
+            return Ok(());
         }
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes)?;
+        let (mut list, torn) = parse(&bytes).map_err(bad)?;
+        let len = if torn {
+            cut_torn_tail(&path, &bytes)?
+        } else {
+            bytes.len() as u64
+        };
+        list.read_to = Some((dev, ino, len));
+        list.highest_modseq = list.highest_modseq.max(self.highest_modseq);
+        *self = list;
+        Ok(())
     }
 
-    /// Gives UIDs to `bases`, in order, and makes that durable. A base that
-    /// another session numbered meanwhile keeps its UID; the rest get the
-    /// next ones. The result is in the order of `bases`.
-    pub fn assign(&mut self, dir: &Path, bases: &[String]) -> io::Result<Vec<u32>> {
-        if bases.is_empty() {
+    /// Appends `text` (whole records), fsyncs, and applies it to the view;
+    /// rewrites the file when it is mostly dead. Under the lock, after a refresh.
+    fn write(&mut self, dir: &Path, text: &str) -> io::Result<()> {
+        append(dir, text)?;
+        if let Some((_, _, len)) = &mut self.read_to {
+            *len += text.len() as u64;
+        }
+        self.apply(text).map_err(io::Error::other)?;
+        let live = self.uids.len() + self.vanished.len().min(VANISHED_KEEP);
+        let dead = self.dead_records + self.vanished.len().saturating_sub(VANISHED_KEEP);
+        if dead > DEAD_LIMIT && dead > live {
+            self.rewrite(dir)?;
+        }
+        Ok(())
+    }
+
+    /// Gives UIDs to `messages` (base name, info letters), in order, and
+    /// makes that durable; they share one new modseq. A base that another
+    /// session numbered meanwhile keeps its UID; the rest get the next ones.
+    /// The result is in the order of `messages`.
+    pub fn assign(&mut self, dir: &Path, messages: &[(String, String)]) -> io::Result<Vec<u32>> {
+        if messages.is_empty() {
             return Ok(Vec::new());
         }
         let _lock = lock(dir)?;
         self.refresh(dir)?;
-        let known: std::collections::HashMap<&str, u32> =
-            self.uids.iter().map(|(u, b)| (b.as_str(), *u)).collect();
-        let mut text = String::with_capacity(bases.len() * 64);
-        let mut uids = Vec::with_capacity(bases.len());
+        let known: HashMap<&str, u32> = self.uids.iter().map(|(u, b)| (b.as_str(), *u)).collect();
+        let modseq = self.highest_modseq + 1;
+        let mut text = String::with_capacity(messages.len() * 80);
+        let mut uids = Vec::with_capacity(messages.len());
         let mut next = self.next_uid;
-        for b in bases {
+        for (b, info) in messages {
             if let Some(u) = known.get(b.as_str()) {
                 uids.push(*u);
                 continue;
@@ -149,60 +271,194 @@ impl UidList {
             next = next
                 .checked_add(1)
                 .ok_or_else(|| io::Error::other("UID space exhausted"))?;
-            text.push_str(&format!("{uid} {b}\n"));
+            text.push_str(&format!("{uid} {b}\nM{uid} {modseq} {info}\n"));
             uids.push(uid);
         }
         drop(known);
         if !text.is_empty() {
-            append(dir, &text)?;
-        }
-        self.next_uid = next;
-        for (u, b) in uids.iter().zip(bases) {
-            self.uids.insert(*u, b.clone());
+            self.write(dir, &text)?;
         }
         Ok(uids)
     }
 
-    /// Records that `uids` are gone, durably; compacts when the log is mostly dead.
-    pub fn expunge(&mut self, dir: &Path, uids: &[u32]) -> io::Result<()> {
+    /// Gives the messages `changed` (UID, info letters now) one new modseq,
+    /// durably, and returns it. With `force` false, a message whose log
+    /// already records those letters is skipped: another process recorded
+    /// the change. Expunged messages are skipped.
+    pub fn touch(
+        &mut self,
+        dir: &Path,
+        changed: &[(u32, String)],
+        force: bool,
+    ) -> io::Result<Option<u64>> {
+        if changed.is_empty() {
+            return Ok(None);
+        }
+        let _lock = lock(dir)?;
+        self.refresh(dir)?;
+        let modseq = self.highest_modseq + 1;
         let mut text = String::new();
-        for u in uids {
-            if self.uids.remove(u).is_some() {
-                text.push_str(&format!("-{u}\n"));
-                self.dead_records += 2;
+        for (uid, info) in changed {
+            if !self.uids.contains_key(uid)
+                || (!force && self.recorded_info(*uid) == Some(info.as_str()))
+            {
+                continue;
+            }
+            text.push_str(&format!("M{uid} {modseq} {info}\n"));
+        }
+        if text.is_empty() {
+            return Ok(None);
+        }
+        self.write(dir, &text)?;
+        Ok(Some(modseq))
+    }
+
+    /// Records the info letters of messages whose log has none (numbered
+    /// by an older Tandem) under their current modseq, so later changes by
+    /// other software are noticed even across restarts. No new modseq.
+    pub fn note(&mut self, dir: &Path, messages: &[(u32, String)]) -> io::Result<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let _lock = lock(dir)?;
+        self.refresh(dir)?;
+        let mut text = String::new();
+        for (uid, info) in messages {
+            if self.uids.contains_key(uid) && self.recorded_info(*uid).is_none() {
+                text.push_str(&format!("M{uid} {} {info}\n", self.modseq(*uid)));
             }
         }
         if text.is_empty() {
             return Ok(());
         }
-        let _lock = lock(dir)?;
-        if self.dead_records > 1000 && self.dead_records > self.uids.len() {
-            self.refresh(dir)?;
-            for u in uids {
-                self.uids.remove(u);
-            }
-            self.rewrite(dir)?;
-            self.dead_records = 0;
-            Ok(())
-        } else {
-            append(dir, &text)
+        self.write(dir, &text)
+    }
+
+    /// Records that `uids` are gone, durably, under one new modseq.
+    pub fn expunge(&mut self, dir: &Path, uids: &[u32]) -> io::Result<()> {
+        if uids.is_empty() {
+            return Ok(());
         }
+        let _lock = lock(dir)?;
+        self.refresh(dir)?;
+        let modseq = self.highest_modseq + 1;
+        let mut text = String::new();
+        for u in uids {
+            if self.uids.contains_key(u) {
+                text.push_str(&format!("-{u} {modseq}\n"));
+            }
+        }
+        if text.is_empty() {
+            return Ok(());
+        }
+        self.write(dir, &text)
     }
 
-    /// Bumps and returns the mailbox's modification sequence (CONDSTORE).
-    pub fn bump_modseq(&mut self) -> u64 {
-        self.highest_modseq += 1;
-        self.highest_modseq
+    /// Applies whole records (each ending in a newline).
+    fn apply(&mut self, text: &str) -> Result<(), String> {
+        for line in text.split('\n').filter(|l| !l.is_empty()) {
+            self.apply_line(line)
+                .map_err(|why| format!("{why}: {line:?}"))?;
+        }
+        Ok(())
     }
 
-    /// Writes the whole list atomically.
-    pub fn rewrite(&self, dir: &Path) -> io::Result<()> {
+    fn apply_line(&mut self, line: &str) -> Result<(), &'static str> {
+        if let Some(rest) = line.strip_prefix('-') {
+            let (u, m) = match rest.split_once(' ') {
+                Some((u, m)) => (u, Some(m)),
+                None => (rest, None),
+            };
+            let uid: u32 = u.parse().map_err(|_| "bad expunge")?;
+            if self.uids.remove(&uid).is_some() {
+                self.dead_records += 1;
+            }
+            if self.meta.remove(&uid).is_some() {
+                self.dead_records += 1;
+            }
+            self.next_uid = self.next_uid.max(uid.saturating_add(1));
+            match m {
+                Some(m) => {
+                    let modseq: u64 = m.parse().map_err(|_| "bad expunge modseq")?;
+                    self.highest_modseq = self.highest_modseq.max(modseq);
+                    if self.vanished.insert(uid, modseq).is_some() {
+                        self.dead_records += 1;
+                    }
+                }
+                // An older Tandem's record: no client can hold a modseq
+                // from before, so QRESYNC never needs it.
+                None => self.dead_records += 1,
+            }
+            return Ok(());
+        }
+        if let Some(rest) = line.strip_prefix('M') {
+            let mut p = rest.splitn(3, ' ');
+            let uid: u32 = p
+                .next()
+                .and_then(|v| v.parse().ok())
+                .ok_or("bad modseq record")?;
+            let modseq: u64 = p.next().and_then(|v| v.parse().ok()).ok_or("bad modseq")?;
+            let info = p.next();
+            if uid == 0
+                || modseq == 0
+                || info.is_some_and(|i| !i.bytes().all(|b| b.is_ascii_alphabetic()))
+            {
+                return Err("bad modseq record");
+            }
+            self.highest_modseq = self.highest_modseq.max(modseq);
+            self.next_uid = self.next_uid.max(uid.saturating_add(1));
+            if self.uids.contains_key(&uid) {
+                if self
+                    .meta
+                    .insert(uid, (modseq, info.map(str::to_owned)))
+                    .is_some()
+                {
+                    self.dead_records += 1;
+                }
+            } else {
+                self.dead_records += 1;
+            }
+            return Ok(());
+        }
+        let (u, base) = line.split_once(' ').ok_or("bad record")?;
+        let uid: u32 = u.parse().map_err(|_| "bad uid")?;
+        if uid == 0 || base.is_empty() || base.contains(['/', ':']) {
+            return Err("bad record");
+        }
+        if let Some(old) = self.uids.insert(uid, base.to_owned())
+            && old != base
+        {
+            return Err("uid given twice");
+        }
+        self.next_uid = self.next_uid.max(uid.saturating_add(1));
+        Ok(())
+    }
+
+    /// Writes the whole list atomically, keeping the newest
+    /// [`VANISHED_KEEP`] expunges (the floor rises past the rest).
+    pub fn rewrite(&mut self, dir: &Path) -> io::Result<()> {
+        if self.vanished.len() > VANISHED_KEEP {
+            let mut by_age: Vec<(u64, u32)> = self.vanished.iter().map(|(u, m)| (*m, *u)).collect();
+            by_age.sort_unstable();
+            for (m, u) in &by_age[..by_age.len() - VANISHED_KEEP] {
+                self.vanished.remove(u);
+                self.vanished_floor = self.vanished_floor.max(*m);
+            }
+        }
         let mut text = format!(
-            "{MAGIC} {} {} {}\n",
-            self.uid_validity, self.next_uid, self.highest_modseq
+            "{MAGIC} {} {} {} {}\n",
+            self.uid_validity, self.next_uid, self.highest_modseq, self.vanished_floor
         );
         for (u, b) in &self.uids {
             text.push_str(&format!("{u} {b}\n"));
+            match self.meta.get(u) {
+                Some((m, Some(info))) => text.push_str(&format!("M{u} {m} {info}\n")),
+                Some((m, None)) => text.push_str(&format!("M{u} {m}\n")),
+                None => {}
+            }
+        }
+        for (u, m) in &self.vanished {
+            text.push_str(&format!("-{u} {m}\n"));
         }
         let tmp: PathBuf = dir.join(format!("{FILE_NAME}.tmp.{}", std::process::id()));
         {
@@ -210,34 +466,41 @@ impl UidList {
             f.write_all(text.as_bytes())?;
             f.sync_all()?;
         }
-        fs::rename(&tmp, dir.join(FILE_NAME))?;
-        sync_dir(dir)
+        let path = dir.join(FILE_NAME);
+        fs::rename(&tmp, &path)?;
+        sync_dir(dir)?;
+        let md = fs::metadata(&path)?;
+        self.read_to = Some((md.dev(), md.ino(), text.len() as u64));
+        self.dead_records = 0;
+        Ok(())
     }
 
     pub fn compacted(mut self, dir: &Path) -> io::Result<Self> {
         let _lock = lock(dir)?;
         self.refresh(dir)?;
         self.rewrite(dir)?;
-        self.dead_records = 0;
         Ok(self)
     }
 }
 
-/// Reads and parses the list; `None` if missing or unreadable.
-fn read(dir: &Path) -> io::Result<Option<(UidList, bool)>> {
-    match fs::read(dir.join(FILE_NAME)) {
-        Ok(bytes) => Ok(parse(&bytes).ok()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
+/// Reads the file and its identity (device, inode); `None` if missing.
+fn load(path: &Path) -> io::Result<Option<(Vec<u8>, FileId)>> {
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let md = f.metadata()?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes)?;
+    Ok(Some((bytes, (md.dev(), md.ino()))))
 }
 
-fn cut_torn_tail(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    OpenOptions::new()
-        .write(true)
-        .open(path)?
-        .set_len(keep as u64)
+/// Cuts a torn last line; returns the length kept.
+fn cut_torn_tail(path: &Path, bytes: &[u8]) -> io::Result<u64> {
+    let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1) as u64;
+    OpenOptions::new().write(true).open(path)?.set_len(keep)?;
+    Ok(keep)
 }
 
 /// Holds the mailbox's UID list lock until dropped (an OS lock: a crashed
@@ -280,8 +543,7 @@ fn fresh_validity(previous: Option<u32>) -> u32 {
 fn parse(bytes: &[u8]) -> Result<(UidList, bool), String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_owned())?;
     let torn = !text.is_empty() && !text.ends_with('\n');
-    let mut lines = text.split('\n');
-    let header = lines.next().unwrap_or_default();
+    let (header, rest) = text.split_once('\n').unwrap_or((text, ""));
     let mut h = header.split(' ');
     if h.next() != Some(MAGIC) {
         return Err(format!("bad header {header:?}"));
@@ -291,39 +553,14 @@ fn parse(bytes: &[u8]) -> Result<(UidList, bool), String> {
     else {
         return Err(format!("bad header {header:?}"));
     };
+    let floor = num(h.next()).unwrap_or(0);
     let mut list = UidList::new(u32::try_from(validity).map_err(|_| "bad uidvalidity")?);
     list.next_uid = u32::try_from(next).map_err(|_| "bad next uid")?.max(1);
-    list.highest_modseq = modseq.max(1);
-    let records: Vec<&str> = lines.collect();
-    // The last element is "" after a final newline, or a torn line.
-    let complete = &records[..records.len().saturating_sub(1)];
-    for (i, line) in complete.iter().enumerate() {
-        if line.is_empty() {
-            continue;
-        }
-        if let Some(u) = line.strip_prefix('-') {
-            let uid: u32 = u
-                .parse()
-                .map_err(|_| format!("line {}: bad expunge", i + 2))?;
-            list.uids.remove(&uid);
-            list.dead_records += 2;
-            list.next_uid = list.next_uid.max(uid.saturating_add(1));
-            continue;
-        }
-        let (u, base) = line
-            .split_once(' ')
-            .ok_or_else(|| format!("line {}: bad record", i + 2))?;
-        let uid: u32 = u.parse().map_err(|_| format!("line {}: bad uid", i + 2))?;
-        if uid == 0 || base.is_empty() || base.contains(['/', ':']) {
-            return Err(format!("line {}: bad record", i + 2));
-        }
-        if let Some(old) = list.uids.insert(uid, base.to_owned())
-            && old != base
-        {
-            return Err(format!("line {}: uid {uid} given twice", i + 2));
-        }
-        list.next_uid = list.next_uid.max(uid.saturating_add(1));
-    }
+    list.highest_modseq = modseq.max(1).max(floor);
+    list.vanished_floor = floor;
+    // Only whole lines count; a torn last one is left for the caller to cut.
+    let complete = rest.rfind('\n').map_or("", |i| &rest[..=i]);
+    list.apply(complete)?;
     Ok((list, torn))
 }
 
@@ -331,9 +568,9 @@ fn parse(bytes: &[u8]) -> Result<(UidList, bool), String> {
 mod tests {
     use super::*;
 
-    fn names(n: usize, tag: &str) -> Vec<String> {
+    fn names(n: usize, tag: &str) -> Vec<(String, String)> {
         (0..n)
-            .map(|i| format!("17000{i}.M1P1Q{i}.{tag},S=1,W=1"))
+            .map(|i| (format!("17000{i}.M1P1Q{i}.{tag},S=1,W=1"), String::new()))
             .collect()
     }
 
@@ -420,6 +657,10 @@ mod tests {
             "T1 1 1 1\n1 a/b\n",
             "T1 1 1 1\nx y\n",
             "T1 1 1 1\n1 a\n1 b\n",
+            "T1 1 1 1\n1 a\nM1 x S\n",
+            "T1 1 1 1\n1 a\nM1 0 S\n",
+            "T1 1 1 1\n1 a\nM1 2 S:\n",
+            "T1 1 1 1\n-1 x\n",
         ] {
             assert!(parse(bad.as_bytes()).is_err(), "{bad:?}");
         }
@@ -430,5 +671,129 @@ mod tests {
             (7, 10),
             "an expunge record raises next uid"
         );
+    }
+
+    #[test]
+    fn old_format_opens_with_modseq_one() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join(FILE_NAME), "T1 7 3 5\n1 a\n2 b\n3 c\n-3\n").unwrap();
+        let (mut l, how) = UidList::open(t.path()).unwrap();
+        assert_eq!(how, Opened::Existing);
+        assert_eq!((l.uid_validity, l.next_uid, l.highest_modseq), (7, 4, 5));
+        assert_eq!((l.modseq(1), l.modseq(2)), (1, 1));
+        assert_eq!(l.recorded_info(1), None);
+        assert_eq!(
+            l.vanished_since(1),
+            Vanished::Since(vec![]),
+            "no modseq: never shown"
+        );
+        assert_eq!(
+            l.touch(t.path(), &[(2, "S".into())], true).unwrap(),
+            Some(6)
+        );
+        let (l2, _) = UidList::open(t.path()).unwrap();
+        assert_eq!((l2.modseq(1), l2.modseq(2), l2.highest_modseq), (1, 6, 6));
+        assert_eq!(l2.recorded_info(2), Some("S"));
+    }
+
+    #[test]
+    fn modseqs_grow_and_survive_reopen() {
+        let t = tempfile::tempdir().unwrap();
+        let (mut l, _) = UidList::open(t.path()).unwrap();
+        assert_eq!(l.assign(t.path(), &names(3, "a")).unwrap(), vec![1, 2, 3]);
+        assert_eq!((l.highest_modseq, l.modseq(1), l.modseq(3)), (2, 2, 2));
+        assert_eq!(
+            l.touch(t.path(), &[(2, "FS".into())], true).unwrap(),
+            Some(3)
+        );
+        assert_eq!(
+            l.touch(t.path(), &[(2, "FS".into())], false).unwrap(),
+            None,
+            "already recorded"
+        );
+        assert_eq!(l.touch(t.path(), &[(9, "S".into())], true).unwrap(), None);
+        l.expunge(t.path(), &[1, 3]).unwrap();
+        assert_eq!(l.highest_modseq, 4);
+        let (r, _) = UidList::open(t.path()).unwrap();
+        assert_eq!(r.highest_modseq, 4);
+        assert_eq!(r.modseq(2), 3);
+        assert_eq!(r.recorded_info(2), Some("FS"));
+        assert_eq!(r.vanished_since(3), Vanished::Since(vec![1, 3]));
+        assert_eq!(r.vanished_since(4), Vanished::Since(vec![]));
+        r.compacted(t.path()).unwrap();
+        let (r, _) = UidList::open(t.path()).unwrap();
+        assert_eq!(
+            r.vanished_since(0),
+            Vanished::Since(vec![1, 3]),
+            "a rewrite keeps expunges"
+        );
+        assert_eq!((r.highest_modseq, r.modseq(2)), (4, 3));
+        // An empty info is a record too: the flags were all removed.
+        let (mut r, _) = UidList::open(t.path()).unwrap();
+        r.touch(t.path(), &[(2, String::new())], true).unwrap();
+        let (r2, _) = UidList::open(t.path()).unwrap();
+        assert_eq!((r2.recorded_info(2), r2.modseq(2)), (Some(""), 5));
+    }
+
+    #[test]
+    fn sessions_never_share_a_modseq() {
+        let t = tempfile::tempdir().unwrap();
+        let (mut a, _) = UidList::open(t.path()).unwrap();
+        a.assign(t.path(), &names(2, "x")).unwrap();
+        let (mut b, _) = UidList::open(t.path()).unwrap();
+        assert_eq!(
+            a.touch(t.path(), &[(1, "S".into())], true).unwrap(),
+            Some(3)
+        );
+        // b read only the appended bytes and agrees.
+        assert_eq!(
+            b.touch(t.path(), &[(2, "S".into())], true).unwrap(),
+            Some(4)
+        );
+        assert_eq!(b.modseq(1), 3);
+        assert_eq!(
+            b.touch(t.path(), &[(1, "S".into())], false).unwrap(),
+            None,
+            "a already recorded it"
+        );
+        // A rewrite by one is noticed by the other (new inode).
+        let a = a.compacted(t.path()).unwrap();
+        assert_eq!(a.highest_modseq, 4);
+        b.expunge(t.path(), &[1]).unwrap();
+        assert_eq!(b.highest_modseq, 5);
+        let (c, _) = UidList::open(t.path()).unwrap();
+        assert_eq!(c.vanished_since(4), Vanished::Since(vec![1]));
+    }
+
+    #[test]
+    fn compaction_keeps_what_vanished_needs() {
+        let t = tempfile::tempdir().unwrap();
+        let (mut l, _) = UidList::open(t.path()).unwrap();
+        let n = VANISHED_KEEP + 50;
+        let uids = l.assign(t.path(), &names(n, "v")).unwrap();
+        l.expunge(t.path(), &uids[..50]).unwrap();
+        let first = l.highest_modseq;
+        l.expunge(t.path(), &uids[50..]).unwrap();
+        let second = l.highest_modseq;
+        // Mostly dead: the expunge rewrote the file, dropping the oldest.
+        let text = fs::read_to_string(t.path().join(FILE_NAME)).unwrap();
+        assert_eq!(
+            text.lines().count(),
+            1 + VANISHED_KEEP,
+            "header and kept expunges"
+        );
+        assert!(text.starts_with(&format!(
+            "T1 {} {} {second} {first}\n",
+            l.uid_validity,
+            n + 1
+        )));
+        let (r, _) = UidList::open(t.path()).unwrap();
+        assert_eq!(r.vanished_since(first - 1), Vanished::TooOld);
+        assert_eq!(
+            r.vanished_since(first),
+            Vanished::Since(uids[50..].to_vec())
+        );
+        assert_eq!(r.vanished_since(second), Vanished::Since(vec![]));
+        assert_eq!(r.next_uid as usize, n + 1);
     }
 }

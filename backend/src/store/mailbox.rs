@@ -7,6 +7,15 @@
 //! shown a UID that a crash could give to another message. A sync is skipped
 //! when neither `new/` nor `cur/` changed since the last one.
 //!
+//! Flag changes get a new modification sequence (RFC 7162) in the UID
+//! list: [`Mailbox::set_info`] records it durably before returning (the
+//! renamed file's directory is fsync'd first, so a modseq never survives a
+//! crash that the flags it stands for did not); batches stage their
+//! renames with [`Mailbox::stage_info`] and record them all under one
+//! modseq with [`Mailbox::commit_modseqs`]. A sync finds changes made by
+//! other software (letters differing from what the list recorded, also
+//! across restarts) and gives them a modseq too.
+//!
 //! IMAP's additions: [`Mailbox::append`] and [`Mailbox::copy_to`] number
 //! what they add at once (RFC 4315 APPENDUID/COPYUID); INTERNALDATE is the
 //! file's mtime, as in Dovecot; \Recent is "still in `new/`" and ends with
@@ -23,6 +32,7 @@ use std::time::SystemTime;
 
 mod imap;
 
+pub use super::index::Vanished;
 use super::index::{Opened, UidList};
 use super::keywords::Info;
 use super::maildir::{self, FileName, Flags};
@@ -47,6 +57,8 @@ pub struct Message {
     /// The file's mtime in seconds since the epoch (INTERNALDATE), when this
     /// session already knows it (it appended or copied the message).
     pub mtime: Option<i64>,
+    /// Modification sequence (RFC 7162): raised by every flag change.
+    pub modseq: u64,
 }
 
 impl Message {
@@ -89,6 +101,8 @@ pub struct Mailbox {
     /// Sorted by UID.
     messages: Vec<Message>,
     seen_mtimes: Option<(SystemTime, SystemTime)>,
+    /// Messages renamed by `stage_info` whose modseq is not recorded yet.
+    pending: Vec<u32>,
 }
 
 impl Mailbox {
@@ -104,6 +118,7 @@ impl Mailbox {
             list,
             messages: Vec::new(),
             seen_mtimes: None,
+            pending: Vec::new(),
         };
         mb.sync()?;
         Ok(mb)
@@ -146,6 +161,7 @@ impl Mailbox {
 
     /// Reconciles the UID list with the files; see the module docs.
     pub fn sync(&mut self) -> io::Result<Changes> {
+        self.commit_modseqs()?;
         let before = self.mtimes()?;
         if self.seen_mtimes == Some(before) {
             return Ok(Changes::default());
@@ -173,6 +189,10 @@ impl Mailbox {
 
         let mut changes = Changes::default();
         let mut kept = Vec::with_capacity(self.list.uids.len());
+        // Letters that differ from the list's record: changed by other
+        // software (or by a process that did not record it yet).
+        let mut touched: Vec<(u32, String)> = Vec::new();
+        let mut unrecorded: Vec<(u32, String)> = Vec::new();
         for (uid, base) in &self.list.uids {
             match on_disk.remove(base) {
                 None => changes.expunged.push(*uid),
@@ -183,6 +203,14 @@ impl Mailbox {
                         Some(_) => {}
                         // Numbered by another session: new to this one.
                         None => changes.added.push(*uid),
+                    }
+                    match self.list.recorded_info(*uid) {
+                        Some(r) if r != info => touched.push((*uid, info.clone())),
+                        Some(_) => {}
+                        None if old.is_some_and(|m| m.info != info) => {
+                            touched.push((*uid, info.clone()));
+                        }
+                        None => unrecorded.push((*uid, info.clone())),
                     }
                     let size = match (size, old) {
                         (Some(s), _) => s,
@@ -197,6 +225,7 @@ impl Mailbox {
                         size,
                         vsize: vsize.or(old.and_then(|m| m.vsize)),
                         mtime: old.and_then(|m| m.mtime),
+                        modseq: 0,
                     });
                 }
             }
@@ -204,12 +233,17 @@ impl Mailbox {
         if !changes.expunged.is_empty() {
             self.list.expunge(&self.dir, &changes.expunged)?;
         }
+        self.list.touch(&self.dir, &touched, false)?;
+        self.list.note(&self.dir, &unrecorded)?;
 
         // Unknown files get UIDs in delivery order: by the time in their name.
         let mut fresh: Vec<(String, OnDisk)> = on_disk.into_iter().collect();
         fresh.sort_by(|a, b| delivery_key(&a.0).cmp(&delivery_key(&b.0)));
-        let bases: Vec<String> = fresh.iter().map(|(b, _)| b.clone()).collect();
-        let uids = self.list.assign(&self.dir, &bases)?;
+        let named: Vec<(String, String)> = fresh
+            .iter()
+            .map(|(b, (_, info, ..))| (b.clone(), info.clone()))
+            .collect();
+        let uids = self.list.assign(&self.dir, &named)?;
         for (uid, (base, (in_new, info, size, vsize))) in uids.into_iter().zip(fresh) {
             let size = size.unwrap_or_else(|| self.stat_size(in_new, &base, &info));
             kept.push(Message {
@@ -220,6 +254,7 @@ impl Mailbox {
                 size,
                 vsize,
                 mtime: None,
+                modseq: 0,
             });
             changes.added.push(uid);
         }
@@ -228,6 +263,9 @@ impl Mailbox {
         // messages we still showed.
         kept.sort_by_key(|m| m.uid);
         kept.dedup_by_key(|m| m.uid);
+        for m in &mut kept {
+            m.modseq = self.list.modseq(m.uid);
+        }
         for m in &self.messages {
             if kept.binary_search_by_key(&m.uid, |k| k.uid).is_err()
                 && !changes.expunged.contains(&m.uid)
@@ -251,6 +289,7 @@ impl Mailbox {
             size: 0,
             vsize: None,
             mtime: None,
+            modseq: 0,
         };
         fs::metadata(self.path(&m)).map_or(0, |md| md.len())
     }
@@ -330,8 +369,18 @@ impl Mailbox {
         Ok(moved)
     }
 
-    /// Sets the info letters of a message (renaming its file in `cur/`).
+    /// Sets the info letters of a message (renaming its file in `cur/`)
+    /// and records its new modseq durably. Returns whether the file moved.
     pub fn set_info(&mut self, uid: u32, info: &str) -> io::Result<bool> {
+        let moved = self.stage_info(uid, info)?;
+        self.commit_modseqs()?;
+        Ok(moved)
+    }
+
+    /// Like [`Mailbox::set_info`], but the modseq waits for
+    /// [`Mailbox::commit_modseqs`] (or the next sync), so a batch costs
+    /// one log write.
+    pub fn stage_info(&mut self, uid: u32, info: &str) -> io::Result<bool> {
         let Ok(i) = self.messages.binary_search_by_key(&uid, |m| m.uid) else {
             return Ok(false);
         };
@@ -340,13 +389,55 @@ impl Mailbox {
         }
         let from = self.path(&self.messages[i]);
         let mut m = self.messages[i].clone();
+        let changed = m.info != info;
         m.info = info.to_owned();
         m.in_new = false;
         let to = self.path(&m);
         fs::rename(&from, &to)?;
         self.messages[i] = m;
-        self.list.bump_modseq();
+        if changed {
+            self.pending.push(uid);
+        }
         Ok(true)
+    }
+
+    /// Gives the staged flag changes one new modseq, durably: the renames
+    /// are fsync'd first, then the log record.
+    pub fn commit_modseqs(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.pending.sort_unstable();
+        self.pending.dedup();
+        let changed: Vec<(u32, String)> = self
+            .pending
+            .iter()
+            .filter_map(|u| self.get(*u).map(|m| (m.uid, m.info.clone())))
+            .collect();
+        maildir::sync_dir(&self.dir.join("cur"))?;
+        self.list.touch(&self.dir, &changed, true)?;
+        self.pending.clear();
+        for (uid, _) in changed {
+            if let Ok(i) = self.messages.binary_search_by_key(&uid, |m| m.uid) {
+                self.messages[i].modseq = self.list.modseq(uid);
+            }
+        }
+        Ok(())
+    }
+
+    /// The mailbox's highest modification sequence (RFC 7162): every value
+    /// it returns is on disk and never goes backwards.
+    pub fn highest_modseq(&self) -> u64 {
+        self.list.highest_modseq
+    }
+
+    /// The UIDs expunged after `modseq` (QRESYNC's VANISHED), ascending;
+    /// `None` if the list forgot expunges that old.
+    pub fn vanished_since(&self, modseq: u64) -> Option<Vec<u32>> {
+        match self.list.vanished_since(modseq) {
+            Vanished::Since(v) => Some(v),
+            Vanished::TooOld => None,
+        }
     }
 
     /// Deletes messages for good: unlink, fsync the directories, then record
@@ -476,5 +567,54 @@ mod tests {
             vec![4],
             "UIDs of expunged messages are never reused"
         );
+    }
+
+    #[test]
+    fn modseqs_follow_flag_changes_from_anyone() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path();
+        maildir::create(dir).unwrap();
+        for b in [b"one\n".as_slice(), b"two\n"] {
+            maildir::deliver(dir, b, None).unwrap();
+        }
+        let mut mb = Mailbox::open(dir).unwrap();
+        mb.mark_old().unwrap();
+        let start = mb.highest_modseq();
+        assert_eq!(mb.get(1).unwrap().modseq, start);
+        assert!(mb.set_info(1, "S").unwrap());
+        assert_eq!(mb.get(1).unwrap().modseq, start + 1);
+        assert_eq!(mb.highest_modseq(), start + 1);
+        mb.stage_info(1, "FS").unwrap();
+        mb.stage_info(2, "S").unwrap();
+        mb.commit_modseqs().unwrap();
+        let m = start + 2;
+        assert_eq!(
+            (mb.get(1).unwrap().modseq, mb.get(2).unwrap().modseq),
+            (m, m)
+        );
+        // Another program renames a file while Tandem runs...
+        let p2 = mb.path(mb.get(2).unwrap());
+        fs::rename(&p2, p2.to_string_lossy().replace(":2,S", ":2,RS")).unwrap();
+        assert_eq!(mb.sync().unwrap().flags, vec![2]);
+        assert_eq!(mb.get(2).unwrap().modseq, m + 1);
+        // ...and while it does not.
+        drop(mb);
+        let p1 = dir.join("cur").join(format!(
+            "{}:2,FS",
+            Mailbox::open(dir).unwrap().get(1).unwrap().base
+        ));
+        fs::rename(&p1, p1.to_string_lossy().replace(":2,FS", ":2,F")).unwrap();
+        let mut mb = Mailbox::open(dir).unwrap();
+        assert_eq!(mb.get(1).unwrap().modseq, m + 2, "noticed at open");
+        assert_eq!(mb.highest_modseq(), m + 2);
+        let other = Mailbox::open(dir).unwrap();
+        assert_eq!(
+            other.get(1).unwrap().modseq,
+            m + 2,
+            "recorded once, not again"
+        );
+        mb.expunge(&[2]).unwrap();
+        assert_eq!(mb.vanished_since(m + 2), Some(vec![2]));
+        assert_eq!(Mailbox::open(dir).unwrap().highest_modseq(), m + 3);
     }
 }

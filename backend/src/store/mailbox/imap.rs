@@ -11,13 +11,6 @@ use super::{Mailbox, Message};
 use crate::store::{maildir, quota};
 
 impl Mailbox {
-    /// The mailbox's highest modification sequence (CONDSTORE). It grows
-    /// with flag changes made through this `Mailbox`, but is only written
-    /// to disk when the UID list is rewritten: not yet fit to advertise.
-    pub fn highest_modseq(&self) -> u64 {
-        self.list.highest_modseq
-    }
-
     /// IMAP APPEND: stores `body` (CRLF or LF; kept in LF form) in `cur/`
     /// with `info` letters (sorted, see [`crate::store::keywords::Info`]) and
     /// INTERNALDATE `internal_date` (now if `None`), numbers it, and returns
@@ -101,8 +94,9 @@ impl Mailbox {
             cleanup(&placed);
             return Err(e);
         }
-        let bases: Vec<String> = placed.iter().map(|p| p.1.clone()).collect();
-        let dest_uids = dest.list.assign(&dest.dir, &bases)?;
+        let named: Vec<(String, String)> =
+            placed.iter().map(|p| (p.1.clone(), p.2.clone())).collect();
+        let dest_uids = dest.list.assign(&dest.dir, &named)?;
         let mut pairs = Vec::with_capacity(placed.len());
         let mut bytes = 0;
         for ((src, base, info, size, vsize, mtime), duid) in placed.into_iter().zip(dest_uids) {
@@ -115,6 +109,7 @@ impl Mailbox {
                 size,
                 vsize: Some(vsize),
                 mtime: to_secs(mtime),
+                modseq: dest.list.modseq(duid),
             });
             pairs.push((src, duid));
         }
@@ -173,7 +168,7 @@ impl Mailbox {
     ) -> io::Result<u32> {
         let uid = self
             .list
-            .assign(&self.dir, std::slice::from_ref(&base))?
+            .assign(&self.dir, &[(base.clone(), info.to_owned())])?
             .first()
             .copied()
             .ok_or_else(|| io::Error::other("no UID assigned"))?;
@@ -185,6 +180,7 @@ impl Mailbox {
             size,
             vsize: Some(vsize),
             mtime: to_secs(mtime),
+            modseq: self.list.modseq(uid),
         });
         Ok(uid)
     }
