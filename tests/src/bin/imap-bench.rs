@@ -441,8 +441,8 @@ fn print_table(rows: &[&Result]) {
         println!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.system,
-            cell(r.select_first_s, 2),
-            cell(r.select_second_s, 2),
+            cell(r.select_first_s, 3),
+            cell(r.select_second_s, 3),
             cell(r.fetch_first_s, 2),
             cell(r.fetch_second_s, 2),
             cell(r.search_median_ms, 1),
