@@ -245,6 +245,11 @@ impl Backend {
             .is_some_and(|p| p.exit_status().is_none())
     }
 
+    /// The daemon's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Process::id)
+    }
+
     /// The daemon's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("backend.log")).unwrap_or_default()

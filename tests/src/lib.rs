@@ -1,7 +1,9 @@
 //! End-to-end test support: the directory conformance suite, and (in
-//! `servers`) the harness that starts real servers on loopback.
+//! `servers`) the harness that starts real servers on loopback; `bench` holds
+//! what the benchmarks share.
 
 pub mod backend;
+pub mod bench;
 pub mod clients;
 pub mod conformance;
 pub mod frontend;

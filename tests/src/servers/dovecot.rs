@@ -139,6 +139,64 @@ impl Dovecot {
         })
     }
 
+    /// Dovecot serving IMAP straight to `users` (LOGIN with their
+    /// passwords, no proxy), for up to `sessions` concurrent sessions: one
+    /// `imap` process each, as Dovecot runs them. Everything else is
+    /// Debian's default (Maildir indexes beside the mail,
+    /// `mail_fsync = optimized`, a login process per connection).
+    pub fn start_imap_users(users: &[(&str, &str)], sessions: usize) -> anyhow::Result<Dovecot> {
+        let bin = find_binary(&["dovecot"], &[])
+            .context("dovecot not found: install the Debian package dovecot-imapd")?;
+        let dir = InstanceDir::create("dovecot")?;
+        let imap = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let d = dir.path();
+        let mail = d.join("mail");
+        fs::create_dir(&mail)?;
+        chown_nobody(&mail)?;
+        let passwd: String = users
+            .iter()
+            .map(|(u, p)| format!("{u}:{{PLAIN}}{p}\n"))
+            .collect();
+        fs::write(d.join("users.passwd"), passwd)?;
+        let processes = sessions + 100;
+        let conf = format!(
+            "base_dir = {d}/run\nstate_dir = {d}/state\ninstance_name = tandem-peer-{port}\n\
+             listen = 127.0.0.1\nprotocols = imap\nssl = no\n\
+             disable_plaintext_auth = no\nauth_mechanisms = plain login\n\
+             log_path = {d}/dovecot.log\n\
+             mail_location = maildir:{d}/mail/%u\nmail_uid = nobody\nmail_gid = nogroup\n\
+             default_process_limit = {processes}\ndefault_client_limit = {clients}\n\
+             passdb {{\n  driver = passwd-file\n  args = {d}/users.passwd\n}}\n\
+             userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home={d}/mail/%u\n}}\n\
+             service imap-login {{\n  inet_listener imap {{\n    port = {port}\n  }}\n  \
+             inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
+             service imap {{\n  process_limit = {processes}\n}}\n\
+             protocol imap {{\n  mail_max_userip_connections = {processes}\n}}\n",
+            d = d.display(),
+            port = imap.port(),
+            clients = 2 * processes + 1000,
+        );
+        let conf_path = d.join("dovecot.conf");
+        fs::write(&conf_path, conf)?;
+        let mut cmd = Command::new(bin);
+        cmd.arg("-F").arg("-c").arg(&conf_path);
+        let mut process = Process::spawn("dovecot", cmd, &d.join("stdout.log"), Signal::TERM)?;
+        process
+            .wait_ready(|| TcpStream::connect_timeout(&imap, Duration::from_millis(200)).is_ok())?;
+        Ok(Dovecot {
+            process: Some(process),
+            dir,
+            lmtp: imap,
+            pop3: imap,
+            imap: Some(imap),
+        })
+    }
+
+    /// The master process id while it runs (its children serve sessions).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Process::id)
+    }
+
     /// The IMAP listener of [`start_imap`](Self::start_imap).
     pub fn imap_addr(&self) -> Option<SocketAddr> {
         self.imap
