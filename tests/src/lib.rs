@@ -5,4 +5,5 @@ pub mod backend;
 pub mod clients;
 pub mod conformance;
 pub mod frontend;
+pub mod load;
 pub mod servers;

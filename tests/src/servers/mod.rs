@@ -156,6 +156,11 @@ impl Process {
         }
     }
 
+    /// The process id, e.g. to measure its memory.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether it has exited, and how.
     pub(crate) fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().ok().flatten()
