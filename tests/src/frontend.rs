@@ -65,6 +65,11 @@ impl Frontend {
         self.imap
     }
 
+    /// The frontend's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Process::pid)
+    }
+
     pub fn metrics(&self) -> String {
         http_get(self.admin, "/metrics")
             .map(|(_, b)| b)

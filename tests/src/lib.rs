@@ -7,4 +7,5 @@ pub mod bench;
 pub mod clients;
 pub mod conformance;
 pub mod frontend;
+pub mod load;
 pub mod servers;

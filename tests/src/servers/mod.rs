@@ -156,8 +156,8 @@ impl Process {
         }
     }
 
-    /// The process id, for reading its memory under `/proc`.
-    pub(crate) fn id(&self) -> u32 {
+    /// The process id, e.g. to read its memory under `/proc`.
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
