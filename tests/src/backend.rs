@@ -247,7 +247,7 @@ impl Backend {
 
     /// The daemon's process id while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.process.as_ref().map(Process::id)
+        self.process.as_ref().map(Process::pid)
     }
 
     /// The daemon's log so far.

@@ -194,7 +194,7 @@ impl Dovecot {
 
     /// The master process id while it runs (its children serve sessions).
     pub fn pid(&self) -> Option<u32> {
-        self.process.as_ref().map(Process::id)
+        self.process.as_ref().map(Process::pid)
     }
 
     /// The IMAP listener of [`start_imap`](Self::start_imap).
