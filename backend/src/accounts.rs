@@ -6,8 +6,7 @@
 //! another [`Ownership`] without the protocols changing.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard as SyncGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
 use locator::Account;
@@ -15,7 +14,9 @@ use shared::Address;
 use shared::blocking::Blocking;
 use tokio::sync::{Mutex as AsyncMutex, MutexGuard, OwnedMutexGuard};
 
-use crate::store::{AccountStore, Changes, Mailbox, Store, StoreError};
+use crate::mailboxes::KeepAlive;
+pub use crate::mailboxes::OpenMailbox;
+use crate::store::{AccountStore, Store, StoreError};
 
 /// Who may serve an account right now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,11 +76,13 @@ pub struct Accounts {
     ownership: Arc<dyn Ownership>,
     blocking: Blocking,
     locks: Mutex<HashMap<Address, Weak<Locks>>>,
+    /// Mailboxes kept open after their last session (a client reconnects).
+    keep: Arc<KeepAlive>,
 }
 
 /// Per-account state shared by every session of the account on this node.
 #[derive(Default)]
-struct Locks {
+pub struct Locks {
     /// Mailboxes some session has open (IMAP SELECT, STATUS): one in-memory
     /// index per mailbox on the node that owns the account, so sessions never
     /// hold diverging copies of the UID list.
@@ -104,6 +107,7 @@ impl Accounts {
             ownership,
             blocking,
             locks: Mutex::new(HashMap::new()),
+            keep: Arc::new(KeepAlive::default()),
         }
     }
 
@@ -138,6 +142,7 @@ impl Accounts {
             account,
             store,
             blocking: self.blocking.clone(),
+            keep: self.keep.clone(),
         })
     }
 
@@ -163,6 +168,7 @@ pub struct Opened {
     pub store: AccountStore,
     blocking: Blocking,
     locks: Arc<Locks>,
+    keep: Arc<KeepAlive>,
 }
 
 impl Opened {
@@ -189,12 +195,8 @@ impl Opened {
         }
         let n = key.clone();
         let mailbox = self.run(move |store| store.open_mailbox(&n)).await??;
-        let mb = Arc::new(OpenMailbox {
-            name: key.clone(),
-            inner: Mutex::new(mailbox),
-            generation: AtomicU64::new(1),
-            unclaimed: Mutex::new(Vec::new()),
-        });
+        let mb = Arc::new(OpenMailbox::new(key.clone(), mailbox, self.locks.clone()));
+        self.keep.hold(&mb);
         let mut map = self
             .locks
             .mailboxes
@@ -206,6 +208,12 @@ impl Opened {
     }
 
     fn cached_mailbox(&self, key: &str) -> Option<Arc<OpenMailbox>> {
+        let mb = self.cached(key)?;
+        self.keep.hold(&mb);
+        Some(mb)
+    }
+
+    fn cached(&self, key: &str) -> Option<Arc<OpenMailbox>> {
         let map = self
             .locks
             .mailboxes
@@ -242,66 +250,5 @@ fn mailbox_key(name: &str) -> String {
         "INBOX".to_owned()
     } else {
         name.to_owned()
-    }
-}
-
-/// A mailbox open on this node, shared by its sessions.
-///
-/// `generation` grows with every change any session made or saw, so a
-/// session that last looked at generation `g` knows in one load whether it
-/// has anything to tell its client.
-pub struct OpenMailbox {
-    pub name: String,
-    inner: Mutex<Mailbox>,
-    generation: AtomicU64,
-    /// UIDs appended or copied here that no session has seen yet: \Recent
-    /// for the first one that looks (RFC 3501 §2.3.2). Deliveries are
-    /// \Recent through `new/` instead, which other software respects too.
-    unclaimed: Mutex<Vec<u32>>,
-}
-
-impl OpenMailbox {
-    /// Locks the index; blocking callers only (the store does file I/O
-    /// under it).
-    pub fn lock(&self) -> SyncGuard<'_, Mailbox> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
-    /// Records that the mailbox changed.
-    pub fn changed(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// Marks `uids` \Recent for the next session that looks.
-    pub fn add_recent(&self, uids: impl IntoIterator<Item = u32>) {
-        let mut u = self.unclaimed.lock().unwrap_or_else(|p| p.into_inner());
-        u.extend(uids);
-    }
-
-    /// Takes the \Recent UIDs nobody claimed yet.
-    pub fn take_recent(&self) -> Vec<u32> {
-        std::mem::take(&mut *self.unclaimed.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    /// How many \Recent UIDs wait for a session (for STATUS).
-    pub fn unclaimed_recent(&self) -> usize {
-        self.unclaimed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .len()
-    }
-
-    /// Syncs with the Maildir; blocking.
-    pub fn sync(&self) -> std::io::Result<Changes> {
-        let mut mb = self.lock();
-        let c = mb.sync()?;
-        if !c.is_empty() {
-            self.changed();
-        }
-        Ok(c)
     }
 }

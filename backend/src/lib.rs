@@ -4,8 +4,10 @@
 //! - [`store`]: the Maildir++ tree of every account, on the cluster's shared
 //!   filesystem;
 //! - [`accounts`]: opening an account on this node (the step leases guard);
+//! - [`mailboxes`]: mailboxes open on this node, shared by their sessions
+//!   and kept open between them;
 //! - [`auth`]: direct logins and trusted proxy logins from frontends;
-//! - [`imap`]: the IMAP protocol layer (framing, parsing, encoding);
+//! - [`imap`], [`pop3`], [`lmtp`]: the protocols;
 //! - [`node`]: what the protocols share.
 
 pub mod accounts;
@@ -14,6 +16,7 @@ pub mod config;
 pub mod daemon;
 pub mod imap;
 pub mod lmtp;
+pub mod mailboxes;
 pub mod node;
 pub mod pop3;
 pub mod store;

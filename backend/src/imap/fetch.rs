@@ -236,7 +236,11 @@ fn fetch_batch(
     keywords: &[String],
     out: &mut Vec<u8>,
 ) -> std::io::Result<(usize, Vec<(u32, u32)>)> {
-    let needs_file = plan.iter().any(Item::needs_file);
+    let wants_envelope = plan.iter().any(|i| matches!(i, Item::Envelope));
+    // Only the envelope needs the file: a cached one spares the read.
+    let needs_body = plan
+        .iter()
+        .any(|i| i.needs_file() && !matches!(i, Item::Envelope));
     if opts.set_seen {
         // All \Seen changes of the batch first, under one modseq, so the
         // responses can tell it.
@@ -280,6 +284,12 @@ fn fetch_batch(
             let bits = super::view::info_bits(&m.info);
             (g.path(&m), size, mtime, bits, m.modseq)
         };
+        let envelope = if wants_envelope {
+            mb.envelope(t.uid)
+        } else {
+            None
+        };
+        let needs_file = needs_body || (wants_envelope && envelope.is_none());
         let raw = if needs_file {
             match std::fs::read(&path) {
                 Ok(b) => Some(b),
@@ -328,8 +338,12 @@ fn fetch_batch(
                 }
                 Item::Envelope => {
                     out.extend_from_slice(b"ENVELOPE ");
-                    if let Some(p) = &parsed {
+                    if let Some(e) = &envelope {
+                        out.extend_from_slice(e);
+                    } else if let Some(p) = &parsed {
+                        let start = out.len();
                         p.write_envelope(out);
+                        mb.cache_envelope(t.uid, &out[start..]);
                     }
                 }
                 Item::Body => {

@@ -96,9 +96,7 @@ pub fn keyword_names(dir: &std::path::Path) -> io::Result<Vec<String>> {
 pub fn look(mb: &OpenMailbox, since: u64, claim_recent: bool) -> io::Result<Option<Look>> {
     let mut guard = mb.lock();
     let changes = guard.sync()?;
-    if !changes.is_empty() {
-        mb.changed();
-    }
+    mb.synced(&guard, &changes);
     let mut recent = Vec::new();
     if claim_recent {
         if guard.messages().iter().any(|m| m.in_new) {
