@@ -82,6 +82,10 @@ pub struct Limits {
     /// because its owner shares that wait).
     #[serde(with = "shared::config::duration")]
     pub auth_penalty_max: Duration,
+    /// After SIGTERM: how long logged-in sessions may go on before they are
+    /// told goodbye (the balancer already sees `/health` fail).
+    #[serde(with = "shared::config::duration")]
+    pub drain_timeout: Duration,
     /// Connecting to a backend node; past it the next node is tried.
     #[serde(with = "shared::config::duration")]
     pub connect_timeout: Duration,
@@ -96,6 +100,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(30 * 60),
             auth_failure_delay: Duration::from_secs(2),
             auth_penalty_max: Duration::from_secs(15),
+            drain_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(3),
         }
     }

@@ -20,8 +20,6 @@ use crate::pop3::Pop3Proxy;
 use crate::route::Router;
 use crate::{Frontend, FrontendMetrics};
 
-const DRAIN: Duration = Duration::from_secs(30);
-
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct DaemonError(String);
@@ -80,6 +78,7 @@ pub async fn run(
             (cfg.limits.auth_penalty_max / 3).min(Duration::from_secs(5)),
         ),
         login_slots: crate::penalty::Slots::new(2),
+        drain_deadline: CancellationToken::new(),
     });
     let listener = |name: &'static str, implicit_tls: bool| {
         let mut l = ListenerConfig::new(name);
@@ -154,10 +153,22 @@ pub async fn run(
     tracker.close();
     tracing::info!("frontend ready");
     shutdown.cancelled().await;
+    // Drain: the balancer sees /health fail and stops sending; nothing new
+    // is accepted and sessions not yet logged in are told goodbye; logged-in
+    // sessions go on until drain_timeout, then they are told goodbye too.
+    let grace = cfg.limits.drain_timeout;
+    tracing::info!(?grace, "draining");
     health.set_draining();
     sessions.cancel();
-    if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
-        tracing::warn!("sessions still open after {DRAIN:?}; exiting anyway");
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::info!("drain timeout: closing the remaining sessions");
+        fe.drain_deadline.cancel();
+        if tokio::time::timeout(Duration::from_secs(5), tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("sessions still open after the drain; exiting anyway");
+        }
     }
     Ok(())
 }

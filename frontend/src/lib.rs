@@ -47,6 +47,9 @@ pub struct Frontend {
     /// Per account name (lower-cased as typed): guesses spread over many
     /// addresses.
     pub account_penalty: penalty::Penalty<String>,
+    /// Cancelled when a drain's grace period is over: spliced sessions say
+    /// goodbye and close.
+    pub drain_deadline: tokio_util::sync::CancellationToken,
     /// Password checks in flight per client address.
     pub login_slots: penalty::Slots<std::net::IpAddr>,
 }

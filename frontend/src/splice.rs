@@ -1,6 +1,11 @@
 //! After login, bytes go both ways untouched, until either side closes
-//! (half-closes are passed on), fails, or the session has been silent in
-//! both directions for the idle timeout.
+//! (half-closes are passed on), fails, the session has been silent in both
+//! directions for the idle timeout, or the frontend's drain deadline passed.
+//!
+//! At the drain deadline the client is told goodbye (`* BYE` / `-ERR`) if
+//! the backend's last bytes ended a line and nothing moved for a moment, so
+//! the goodbye cannot land inside a response; otherwise the connection is
+//! just closed.
 
 use std::io;
 use std::pin::Pin;
@@ -10,31 +15,53 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use shared::net::Stream;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 
 const BUFFER: usize = 16 * 1024;
 
+/// How a splice ends when the frontend drains.
+pub struct Drain<'a> {
+    /// Cancelled at the drain deadline.
+    pub deadline: &'a CancellationToken,
+    /// What to tell the client then, e.g. `* BYE ...\r\n`.
+    pub goodbye: &'a [u8],
+}
+
+/// A response boundary is assumed after this long without a byte.
+const QUIET: Duration = Duration::from_millis(200);
+
 /// Returns (client to backend, backend to client) bytes.
-pub async fn both_ways(client: &mut Stream, backend: &mut TcpStream, idle: Duration) -> (u64, u64) {
+pub async fn both_ways(
+    client: &mut Stream,
+    backend: &mut TcpStream,
+    idle: Duration,
+    drain: Drain<'_>,
+) -> (u64, u64) {
     let start = Instant::now();
     let last = Arc::new(AtomicU64::new(0));
     let up = Arc::new(AtomicU64::new(0));
     let down = Arc::new(AtomicU64::new(0));
+    let line_end = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let mut c = Counted {
         inner: client,
         bytes: up.clone(),
         last: last.clone(),
         start,
+        line_end: None,
     };
     let mut b = Counted {
         inner: backend,
         bytes: down.clone(),
         last: last.clone(),
         start,
+        line_end: Some(line_end.clone()),
     };
-    let copy = tokio::io::copy_bidirectional_with_sizes(&mut c, &mut b, BUFFER, BUFFER);
-    tokio::pin!(copy);
+    // Boxed, so the drain can drop it and write to the client itself.
+    let mut copy = Box::pin(tokio::io::copy_bidirectional_with_sizes(
+        &mut c, &mut b, BUFFER, BUFFER,
+    ));
     loop {
         let quiet_for = start
             .elapsed()
@@ -51,9 +78,30 @@ pub async fn both_ways(client: &mut Stream, backend: &mut TcpStream, idle: Durat
                 break;
             }
             _ = tokio::time::sleep(left) => {}
+            _ = drain.deadline.cancelled() => {
+                // Wait (briefly) for a pause after a complete line.
+                let until = Instant::now() + Duration::from_secs(2);
+                while Instant::now() < until {
+                    let quiet = start.elapsed().saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
+                    if quiet >= QUIET && line_end.load(Ordering::Relaxed) {
+                        drop(copy);
+                        let _ = tokio::time::timeout(Duration::from_secs(1), client_goodbye(&mut c, drain.goodbye)).await;
+                        tracing::info!("drain deadline: session closed with a goodbye");
+                        return (up.load(Ordering::Relaxed), down.load(Ordering::Relaxed));
+                    }
+                    tokio::time::sleep(QUIET / 4).await;
+                }
+                tracing::info!("drain deadline: session closed mid-response");
+                break;
+            }
         }
     }
     (up.load(Ordering::Relaxed), down.load(Ordering::Relaxed))
+}
+
+async fn client_goodbye(c: &mut Counted<'_, Stream>, goodbye: &[u8]) -> io::Result<()> {
+    c.inner.write_all(goodbye).await?;
+    c.inner.shutdown().await
 }
 
 /// Counts what is read from a stream and when it last moved. The work per
@@ -64,6 +112,9 @@ struct Counted<'a, S> {
     /// Milliseconds after `start` of the last read in either direction.
     last: Arc<AtomicU64>,
     start: Instant,
+    /// For the backend side: whether the last read ended with a newline
+    /// (one byte looked at per read).
+    line_end: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Counted<'_, S> {
@@ -77,6 +128,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<'_, S> {
         let r = Pin::new(&mut *this.inner).poll_read(cx, buf);
         let n = buf.filled().len() - before;
         if n > 0 {
+            if let Some(l) = &this.line_end {
+                l.store(buf.filled().last() == Some(&b'\n'), Ordering::Relaxed);
+            }
             this.bytes.fetch_add(n as u64, Ordering::Relaxed);
             this.last
                 .store(this.start.elapsed().as_millis() as u64, Ordering::Relaxed);

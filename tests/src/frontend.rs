@@ -84,6 +84,20 @@ impl Frontend {
         self.dir.path().join("frontend.log")
     }
 
+    /// Sends SIGTERM and returns at once: the frontend drains.
+    pub fn terminate(&self) {
+        if let Some(pid) = self.pid() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+    }
+
+    /// The status `/health` answers, if the admin endpoint answers at all.
+    pub fn health(&self) -> Option<u16> {
+        http_get(self.admin, "/health").map(|(code, _)| code)
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut p) = self.process.take() {
             p.stop();

@@ -542,3 +542,61 @@ fn health_checks_mark_dead_nodes_before_logins_do() {
     b1.restart().expect("n1 again");
     wait_for(&up("n1"));
 }
+
+/// SIGTERM: `/health` fails and nothing new is accepted at once; a
+/// logged-in session goes on until drain_timeout, then gets `* BYE`.
+#[test]
+fn sigterm_drains_then_says_bye() {
+    let b = Backend::start().expect("backend");
+    b.add_account("alice@example.com", "alice-pw")
+        .expect("alice");
+    let fe = Frontend::start(&b, "    drain_timeout: 2s\n").expect("frontend");
+    let s = std::net::TcpStream::connect(fe.imap_addr()).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut r = BufReader::new(s.try_clone().expect("clone"));
+    let mut w = s;
+    let mut line = String::new();
+    let mut tagged = |r: &mut BufReader<std::net::TcpStream>, tag: &str| -> String {
+        loop {
+            line.clear();
+            r.read_line(&mut line).expect("read");
+            if line.is_empty() || line.starts_with(tag) {
+                return line.clone();
+            }
+        }
+    };
+    tagged(&mut r, "* OK");
+    write!(
+        w,
+        "a LOGIN alice@example.com alice-pw\r\nb SELECT INBOX\r\n"
+    )
+    .expect("write");
+    assert!(tagged(&mut r, "b ").starts_with("b OK"));
+
+    let t = Instant::now();
+    fe.terminate();
+    while fe.health() == Some(200) {
+        assert!(t.elapsed() < Duration::from_secs(2), "/health still OK");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        std::net::TcpStream::connect(fe.imap_addr()).is_err(),
+        "new connections are still accepted while draining"
+    );
+    write!(w, "c NOOP\r\n").expect("write");
+    assert!(
+        tagged(&mut r, "c ").starts_with("c OK"),
+        "the session goes on"
+    );
+    let bye = tagged(&mut r, "* BYE");
+    assert_eq!(bye, "* BYE Server shutting down; please reconnect.\r\n");
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(6),
+        "goodbye after {waited:?}"
+    );
+    line.clear();
+    assert_eq!(r.read_line(&mut line).unwrap_or(0), 0, "closed: {line}");
+}

@@ -256,6 +256,9 @@ pub async fn serve<P: Protocol>(
             .instrument(span),
         );
     }
+    // Close the port now, not when the last session ends: while draining,
+    // the kernel must refuse new clients instead of queueing them.
+    drop(listener);
     tracker.close();
     tracker.wait().await;
 }

@@ -24,20 +24,35 @@ const LAST: &[&str] = &[
     "Jensen", "Kowalski", "Larsen", "Moreau", "Novak", "Okafor", "Petrov", "Rossi", "Schmidt",
 ];
 const DOMAINS: &[&str] = &[
-    "example.com", "example.org", "example.net", "mail.example", "corp.example",
+    "example.com",
+    "example.org",
+    "example.net",
+    "mail.example",
+    "corp.example",
 ];
 const WORDS: &[&str] = &[
     "the", "report", "meeting", "budget", "quarter", "release", "draft", "review", "invoice",
     "schedule", "please", "find", "attached", "update", "project", "deadline", "server",
     "customer", "order", "shipping", "question", "answer", "thanks", "regards", "tomorrow",
-    "monday", "friday", "office", "travel", "ticket", "support", "account", "password",
-    "holiday", "lunch", "agenda", "minutes", "contract", "proposal", "numbers", "figures",
-    "and", "of", "to", "in", "for", "with", "on", "we", "you", "it", "is", "this", "that",
+    "monday", "friday", "office", "travel", "ticket", "support", "account", "password", "holiday",
+    "lunch", "agenda", "minutes", "contract", "proposal", "numbers", "figures", "and", "of", "to",
+    "in", "for", "with", "on", "we", "you", "it", "is", "this", "that",
 ];
 const TOPICS: &[&str] = &[
-    "Quarterly report", "Team meeting", "Budget review", "Release plan", "Invoice",
-    "Travel booking", "Support ticket", "Contract draft", "Lunch on Friday", "Project update",
-    "Server maintenance", "Customer feedback", "Shipping delay", "Holiday schedule",
+    "Quarterly report",
+    "Team meeting",
+    "Budget review",
+    "Release plan",
+    "Invoice",
+    "Travel booking",
+    "Support ticket",
+    "Contract draft",
+    "Lunch on Friday",
+    "Project update",
+    "Server maintenance",
+    "Customer feedback",
+    "Shipping delay",
+    "Holiday schedule",
 ];
 const DAYS: &[&str] = &["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 const MONTHS: &[&str] = &[
@@ -59,7 +74,9 @@ impl Spec {
         if self.needle_every == 0 {
             0
         } else {
-            (0..self.count).filter(|i| i % self.needle_every == 7 % self.needle_every).count()
+            (0..self.count)
+                .filter(|i| i % self.needle_every == 7 % self.needle_every)
+                .count()
         }
     }
 }

@@ -118,7 +118,9 @@ impl Imap {
             let n = self.read_response().await?;
             s.bytes += n;
             let l = &self.line;
-            if let Some(rest) = l.strip_prefix(tag.as_bytes()).and_then(|r| r.strip_prefix(b" "))
+            if let Some(rest) = l
+                .strip_prefix(tag.as_bytes())
+                .and_then(|r| r.strip_prefix(b" "))
             {
                 if !rest.starts_with(b"OK") {
                     bail!("{}", String::from_utf8_lossy(l).trim_end());

@@ -61,7 +61,11 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// Phases to run: select, search, append, sessions.
-    #[arg(long, value_delimiter = ',', default_value = "select,search,append,sessions")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "select,search,append,sessions"
+    )]
     phases: Vec<String>,
     /// Systems to run: tandem, dovecot.
     #[arg(long, value_delimiter = ',', default_value = "tandem,dovecot")]
@@ -172,12 +176,19 @@ fn fill(args: &Args, maildir: &(dyn Fn(&str) -> PathBuf + Sync)) -> anyhow::Resu
         let big = s.spawn(|| corpus::fill(&maildir(BIG), args.big()));
         corpus::fill(&maildir(SEARCH), args.searched())?;
         for k in 0..args.append_clients {
-            corpus::fill(&maildir(&appender(k)), Spec { count: 0, ..args.big() })?;
+            corpus::fill(
+                &maildir(&appender(k)),
+                Spec {
+                    count: 0,
+                    ..args.big()
+                },
+            )?;
         }
         for i in 0..args.sessions {
             corpus::fill(&maildir(&idler(i)), args.idle(i))?;
         }
-        big.join().map_err(|_| anyhow::anyhow!("fill thread panicked"))??;
+        big.join()
+            .map_err(|_| anyhow::anyhow!("fill thread panicked"))??;
         Ok(())
     })
 }
@@ -193,7 +204,11 @@ async fn select_phase(addr: SocketAddr, args: &Args, r: &mut Result) -> anyhow::
     let t = Instant::now();
     let s = c.command("SELECT INBOX").await?;
     r.select_first_s = secs(t);
-    ensure!(s.exists == Some(n), "first SELECT: {:?} EXISTS, want {n}", s.exists);
+    ensure!(
+        s.exists == Some(n),
+        "first SELECT: {:?} EXISTS, want {n}",
+        s.exists
+    );
     c.logout().await;
 
     let mut c = Imap::login(addr, BIG, PASSWORD, None).await?;
@@ -233,7 +248,11 @@ async fn search_phase(addr: SocketAddr, args: &Args, r: &mut Result) -> anyhow::
         let t = Instant::now();
         let s = c.command(&format!("SEARCH TEXT {NEEDLE}")).await?;
         ms.push(secs(t) * 1e3);
-        ensure!(s.search.len() == want, "SEARCH found {:?}, want {want}", s.search);
+        ensure!(
+            s.search.len() == want,
+            "SEARCH found {:?}, want {want}",
+            s.search
+        );
     }
     r.search_first_ms = ms[0];
     ms.sort_by(f64::total_cmp);
@@ -364,7 +383,8 @@ async fn run(
 
 fn tandem(args: &Args, users: &[String]) -> anyhow::Result<(Backend, Result)> {
     let mut r = Result::new("Tandem".into());
-    let b = Backend::start_with("  limits:\n    max_connections: 100000\n    max_per_ip: 100000\n")?;
+    let b =
+        Backend::start_with("  limits:\n    max_connections: 100000\n    max_per_ip: 100000\n")?;
     let list: String = users
         .iter()
         .map(|u| format!("{u}:{{PLAIN}}{PASSWORD}\n"))
@@ -418,7 +438,10 @@ fn check_files(sessions: usize) -> anyhow::Result<()> {
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(usize::MAX);
     if soft < sessions + 200 {
-        bail!("ulimit -n is {soft}: raise it above {} for --sessions {sessions}", sessions + 200);
+        bail!(
+            "ulimit -n is {soft}: raise it above {} for --sessions {sessions}",
+            sessions + 200
+        );
     }
     Ok(())
 }
@@ -533,7 +556,12 @@ async fn main() -> anyhow::Result<()> {
     print_table(&results.iter().collect::<Vec<_>>());
     println!();
     for r in &results {
-        println!("- {}: filled in {:.1} s; {}", r.system, r.fill_s, r.notes.join("; "));
+        println!(
+            "- {}: filled in {:.1} s; {}",
+            r.system,
+            r.fill_s,
+            r.notes.join("; ")
+        );
     }
     Ok(())
 }

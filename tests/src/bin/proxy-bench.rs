@@ -51,7 +51,11 @@ struct Args {
     #[arg(long, default_value_t = 2)]
     nginx_workers: usize,
     /// Targets, in order: direct, tandem, dovecot-proxy, nginx.
-    #[arg(long, value_delimiter = ',', default_value = "direct,tandem,dovecot-proxy,nginx")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "direct,tandem,dovecot-proxy,nginx"
+    )]
     targets: Vec<String>,
     /// Phases: logins, fetch, idle.
     #[arg(long, value_delimiter = ',', default_value = "logins,fetch,idle")]
@@ -216,9 +220,17 @@ async fn main() -> anyhow::Result<()> {
     }
     // Every user logs in once (directly) so that no measured login is the
     // one that creates a Maildir.
-    let warm = phases::logins(&target(servers.dovecot.imap)?, args.clients, 60.0, args.users as u64)
-        .await?;
-    eprintln!("warm-up: {} first logins, {} errors", warm.sessions, warm.errors);
+    let warm = phases::logins(
+        &target(servers.dovecot.imap)?,
+        args.clients,
+        60.0,
+        args.users as u64,
+    )
+    .await?;
+    eprintln!(
+        "warm-up: {} first logins, {} errors",
+        warm.sessions, warm.errors
+    );
 
     if phase("logins") {
         for r in rows.iter_mut().filter(|r| live(r)) {
@@ -231,7 +243,9 @@ async fn main() -> anyhow::Result<()> {
             match phases::logins(&t, args.clients, args.seconds, 1_000_000).await {
                 Ok(l) => {
                     if let Some(e) = &l.first_error {
-                        r.row.failures.push(format!("logins: {} errors, first: {e}", l.errors));
+                        r.row
+                            .failures
+                            .push(format!("logins: {} errors, first: {e}", l.errors));
                     }
                     r.row.logins = Some(l);
                 }
@@ -265,7 +279,9 @@ async fn main() -> anyhow::Result<()> {
             match phases::idle(&t, connections, &r.pids, args.clients, 180.0).await {
                 Ok(i) => {
                     if let Some(e) = &i.first_error {
-                        r.row.failures.push(format!("idle: {} errors, first: {e}", i.errors));
+                        r.row
+                            .failures
+                            .push(format!("idle: {} errors, first: {e}", i.errors));
                     }
                     r.row.idle = Some(i);
                 }
@@ -386,7 +402,10 @@ fn print_table(rows: &[Row], args: &Args, connections: usize) {
         if let Some(i) = &r.idle
             && i.opened < i.requested
         {
-            println!("\n{}: only {} of {} idle connections opened", r.name, i.opened, i.requested);
+            println!(
+                "\n{}: only {} of {} idle connections opened",
+                r.name, i.opened, i.requested
+            );
         }
     }
 }

@@ -60,7 +60,9 @@ impl Session {
         match self.proto {
             Proto::Imap => {
                 let login = format!("LOGIN {} {}", quote(user), quote(password));
-                self.imap(&login).await.with_context(|| format!("LOGIN {user}"))?;
+                self.imap(&login)
+                    .await
+                    .with_context(|| format!("LOGIN {user}"))?;
                 self.imap("SELECT INBOX").await.context("SELECT")?;
             }
             Proto::Pop3 => {
@@ -69,7 +71,9 @@ impl Session {
                 let cmd = format!("USER {user}\r\nPASS {password}\r\nSTAT\r\n");
                 self.w.write_all(cmd.as_bytes()).await?;
                 for what in ["USER", "PASS", "STAT"] {
-                    self.pop_ok().await.with_context(|| format!("{what} {user}"))?;
+                    self.pop_ok()
+                        .await
+                        .with_context(|| format!("{what} {user}"))?;
                 }
             }
         }

@@ -22,7 +22,10 @@ pub fn tree_mem(roots: &[u32]) -> TreeMem {
     let pids = tree_pids(roots);
     TreeMem {
         rss_kib: pids.iter().map(|&p| field_kib(p, "status", "VmRSS:")).sum(),
-        pss_kib: pids.iter().map(|&p| field_kib(p, "smaps_rollup", "Pss:")).sum(),
+        pss_kib: pids
+            .iter()
+            .map(|&p| field_kib(p, "smaps_rollup", "Pss:"))
+            .sum(),
         processes: pids.len(),
     }
 }

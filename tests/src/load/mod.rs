@@ -93,15 +93,34 @@ mod tests {
 
     #[test]
     fn only_loopback_targets_are_accepted() {
-        let ok = Target::new("127.0.0.1:143".parse().unwrap(), Proto::Imap, "u%d@x", "p", 3);
+        let ok = Target::new(
+            "127.0.0.1:143".parse().unwrap(),
+            Proto::Imap,
+            "u%d@x",
+            "p",
+            3,
+        );
         assert!(ok.is_ok());
-        let far = Target::new("192.0.2.1:143".parse().unwrap(), Proto::Imap, "u%d@x", "p", 3);
+        let far = Target::new(
+            "192.0.2.1:143".parse().unwrap(),
+            Proto::Imap,
+            "u%d@x",
+            "p",
+            3,
+        );
         assert!(far.is_err());
     }
 
     #[test]
     fn users_cycle_from_one() {
-        let t = Target::new("127.0.0.1:143".parse().unwrap(), Proto::Imap, "u%d@x", "p", 3).unwrap();
+        let t = Target::new(
+            "127.0.0.1:143".parse().unwrap(),
+            Proto::Imap,
+            "u%d@x",
+            "p",
+            3,
+        )
+        .unwrap();
         let names: Vec<String> = (0..4).map(|n| t.user(n)).collect();
         assert_eq!(names, ["u1@x", "u2@x", "u3@x", "u1@x"]);
     }

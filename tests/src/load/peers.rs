@@ -31,12 +31,8 @@ fn accepts(addr: SocketAddr) -> bool {
 }
 
 fn dovecot_bin() -> anyhow::Result<std::path::PathBuf> {
-    find_binary(&["dovecot"], &[]).ok_or_else(|| {
-        missing(
-            "dovecot",
-            "the Debian packages dovecot-imapd dovecot-lmtpd",
-        )
-    })
+    find_binary(&["dovecot"], &[])
+        .ok_or_else(|| missing("dovecot", "the Debian packages dovecot-imapd dovecot-lmtpd"))
 }
 
 fn start_dovecot(dir: &Path, conf: String, ready: &[SocketAddr]) -> anyhow::Result<Process> {
