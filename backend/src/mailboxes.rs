@@ -91,6 +91,14 @@ impl OpenMailbox {
         std::mem::take(&mut *self.unclaimed.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// The \Recent UIDs nobody claimed yet, left for a session that will.
+    pub fn peek_recent(&self) -> Vec<u32> {
+        self.unclaimed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// How many \Recent UIDs wait for a session (for STATUS).
     pub fn unclaimed_recent(&self) -> usize {
         self.unclaimed

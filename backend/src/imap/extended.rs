@@ -29,6 +29,8 @@ pub struct ListOptions {
     pub return_subscribed: bool,
     /// Return STATUS (LIST-STATUS).
     pub status: Vec<StatusDataItemName>,
+    /// `LIST "" (a b)`: every pattern (the command keeps the first).
+    pub patterns: Vec<String>,
 }
 
 /// Options taken off a command.
@@ -153,14 +155,20 @@ fn list(tag: &[u8], head: &[u8], args: &[u8]) -> Result<Option<(Vec<u8>, Extras)
     let mut args = args;
     if args.first() == Some(&b'(') {
         let (sel, rest) = parens(args)?;
+        let mut recursive = false;
         for w in words(sel) {
             match w.as_str() {
                 "SUBSCRIBED" => o.subscribed_only = true,
                 "SPECIAL-USE" => o.special_use_only = true,
-                // Nothing is remote; RECURSIVEMATCH only refines SUBSCRIBED.
-                "REMOTE" | "RECURSIVEMATCH" => {}
+                // Nothing is remote.
+                "REMOTE" => {}
+                "RECURSIVEMATCH" => recursive = true,
                 _ => return Err("Unsupported LIST selection option"),
             }
+        }
+        if recursive && !o.subscribed_only {
+            // RFC 5258 §3: it only refines another selection option.
+            return Err("RECURSIVEMATCH needs SUBSCRIBED");
         }
         args = rest.strip_prefix(b" ").ok_or("Expected a reference name")?;
         extended = true;
@@ -199,6 +207,29 @@ fn list(tag: &[u8], head: &[u8], args: &[u8]) -> Result<Option<(Vec<u8>, Extras)
         body = &body[..at];
         extended = true;
     }
+    // Several patterns: `ref (p1 p2 ...)`; the command keeps the first.
+    let mut first_pattern: Option<Vec<u8>> = None;
+    if body.ends_with(b")")
+        && let Some(at) = body.iter().rposition(|c| *c == b'(')
+        && at > 0
+        && body[at - 1] == b' '
+        && let Some(inside) = quoted_list(&body[at..])
+    {
+        o.patterns = pattern_words(inside)?;
+        let first = o.patterns.first().ok_or("Empty pattern list")?;
+        let mut quoted = Vec::with_capacity(first.len() + 2);
+        quoted.push(b'"');
+        for c in first.bytes() {
+            if c == b'"' || c == b'\\' {
+                quoted.push(b'\\');
+            }
+            quoted.push(c);
+        }
+        quoted.push(b'"');
+        first_pattern = Some(quoted);
+        body = &body[..at - 1];
+        extended = true;
+    }
     if !extended {
         return Ok(None);
     }
@@ -207,6 +238,10 @@ fn list(tag: &[u8], head: &[u8], args: &[u8]) -> Result<Option<(Vec<u8>, Extras)
     plain.extend_from_slice(head);
     plain.push(b' ');
     plain.extend_from_slice(body);
+    if let Some(p) = first_pattern {
+        plain.push(b' ');
+        plain.extend_from_slice(&p);
+    }
     plain.extend_from_slice(crlf);
     Ok(Some((
         plain,
@@ -215,6 +250,65 @@ fn list(tag: &[u8], head: &[u8], args: &[u8]) -> Result<Option<(Vec<u8>, Extras)
             list: Some(o),
         },
     )))
+}
+
+/// The inside of `(...)` spanning all of `b`, quoted strings allowed.
+fn quoted_list(b: &[u8]) -> Option<&[u8]> {
+    let inside = b.strip_prefix(b"(")?.strip_suffix(b")")?;
+    let mut quoted = false;
+    let mut escaped = false;
+    for c in inside {
+        match (quoted, escaped, c) {
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (_, false, b'"') => quoted = !quoted,
+            (false, _, b'(' | b')' | b'{' | b'\r' | b'\n') => return None,
+            _ => {}
+        }
+    }
+    (!quoted).then_some(inside)
+}
+
+/// The patterns of a pattern list: atoms or quoted strings.
+fn pattern_words(b: &[u8]) -> Result<Vec<String>, Invalid> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b' ' => i += 1,
+            b'"' => {
+                let mut s = Vec::new();
+                i += 1;
+                loop {
+                    match b.get(i) {
+                        None => return Err("Unterminated pattern"),
+                        Some(b'"') => break,
+                        Some(b'\\') => {
+                            s.push(*b.get(i + 1).ok_or("Unterminated pattern")?);
+                            i += 2;
+                        }
+                        Some(c) => {
+                            s.push(*c);
+                            i += 1;
+                        }
+                    }
+                }
+                i += 1;
+                out.push(String::from_utf8(s).map_err(|_| "Pattern is not UTF-8")?);
+            }
+            _ => {
+                let end = b[i..]
+                    .iter()
+                    .position(|c| *c == b' ')
+                    .map_or(b.len(), |e| i + e);
+                out.push(
+                    String::from_utf8(b[i..end].to_vec()).map_err(|_| "Pattern is not UTF-8")?,
+                );
+                i = end;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Where ` RETURN (` starts in `b`, searching from the end.
@@ -291,6 +385,10 @@ mod tests {
         assert_eq!(p, "b LIST \"\" %\r\n");
         assert!(e.list.unwrap().return_subscribed);
         assert_eq!(split(b"c LIST \"\" *\r\n"), Ok(None));
+        let (p, e) = plain("f LIST \"\" (a.* \"b c\")\r\n");
+        assert_eq!(p, "f LIST \"\" \"a.*\"\r\n");
+        assert_eq!(e.list.unwrap().patterns, vec!["a.*", "b c"]);
+        assert!(split(b"g LIST (RECURSIVEMATCH) \"\" *\r\n").is_err());
         assert!(split(b"d LIST (BOGUS) \"\" *\r\n").is_err());
         assert!(split(b"e LIST \"\" * RETURN (STATUS (NOPE))\r\n").is_err());
     }

@@ -160,19 +160,30 @@ impl Session<'_> {
     ) -> Flow {
         let (reference, pattern) = list_pattern(reference, pattern);
         let cmd = if subscribed { "LSUB" } else { "LIST" };
-        if pattern.is_empty() && !subscribed {
+        let opts = self.extras.list.take();
+        let patterns = match &opts {
+            Some(o) if !o.patterns.is_empty() => o.patterns.clone(),
+            _ => vec![pattern.clone()],
+        };
+        if pattern.is_empty() && patterns.len() == 1 && !subscribed {
             // RFC 3501 §6.3.8: the delimiter and the root of the reference.
             self.out
                 .extend_from_slice(b"* LIST (\\Noselect) \".\" \"\"\r\n");
             return self.ok(tag, "LIST completed.");
         }
-        let full = if reference.is_empty() || pattern.starts_with('.') {
-            pattern
-        } else if reference.ends_with('.') {
-            format!("{reference}{pattern}")
-        } else {
-            format!("{reference}.{pattern}")
-        };
+        let fulls: Vec<String> = patterns
+            .into_iter()
+            .map(|pattern| {
+                if reference.is_empty() || pattern.starts_with('.') {
+                    pattern
+                } else if reference.ends_with('.') {
+                    format!("{reference}{pattern}")
+                } else {
+                    format!("{reference}.{pattern}")
+                }
+            })
+            .collect();
+        let matches = |name: &str| fulls.iter().any(|f| matches_pattern(f, name, '.'));
         let Some(user) = &self.user else {
             return self.bad(tag, "Log in first.");
         };
@@ -194,12 +205,11 @@ impl Session<'_> {
             Ok(Err(e)) => return self.store_failed(tag, cmd, &e),
             Err(e) => return self.store_failed(tag, cmd, &e),
         };
-        let opts = self.extras.list.take();
         let mut line = Vec::new();
         if subscribed {
             let mut shown: Vec<&str> = Vec::new();
             for name in &subs {
-                if matches_pattern(&full, name, '.') {
+                if matches(name) {
                     let info = all.iter().find(|f| &f.name == name);
                     line.extend_from_slice(b"* LSUB ");
                     match info {
@@ -218,7 +228,7 @@ impl Session<'_> {
                 while let Some(dot) = name[..at].rfind('.') {
                     let parent = &name[..dot];
                     at = dot;
-                    if matches_pattern(&full, parent, '.')
+                    if matches(parent)
                         && !subs.iter().any(|s| s == parent)
                         && !shown.contains(&parent)
                     {
@@ -244,7 +254,7 @@ impl Session<'_> {
             subs
         };
         let mut status_for = Vec::new();
-        for f in all.iter().filter(|f| matches_pattern(&full, &f.name, '.')) {
+        for f in all.iter().filter(|f| matches(&f.name)) {
             let is_sub = want_subs && subs.contains(&f.name);
             if (o.subscribed_only && !is_sub) || (o.special_use_only && f.special_use.is_none()) {
                 continue;
@@ -266,7 +276,7 @@ impl Session<'_> {
         }
         if o.subscribed_only {
             // Subscribed names that no longer exist (RFC 5258 §3.1).
-            for name in subs.iter().filter(|n| matches_pattern(&full, n, '.')) {
+            for name in subs.iter().filter(|n| matches(n)) {
                 if !all.iter().any(|f| &f.name == name) {
                     line.extend_from_slice(b"* LIST (\\NonExistent \\Subscribed) \".\" ");
                     respond::mailbox(&mut line, name);

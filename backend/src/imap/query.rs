@@ -113,6 +113,9 @@ fn run_query(
     want: Want,
 ) -> std::io::Result<Vec<u8>> {
     let keywords = Keywords::load(mb.lock().dir())?;
+    let with_modseq = mentions_modseq(keys);
+    // The modseq of each hit, when a MODSEQ key asks for it reported.
+    let mut modseqs: Vec<u64> = Vec::new();
     let mut hits: Vec<u32> = Vec::new();
     let mut sortable = Vec::new();
     let mut threadable = Vec::new();
@@ -142,7 +145,12 @@ fn run_query(
         }
         let id = if uid { u } else { seq };
         match &want {
-            Want::Search | Want::Esearch(..) => hits.push(id),
+            Want::Search | Want::Esearch(..) => {
+                if with_modseq {
+                    modseqs.push(msg.modseq());
+                }
+                hits.push(id)
+            }
             Want::Sort(_) => sortable.push((id, search::sort_keys(&mut msg))),
             Want::Thread(_) => {
                 let p = msg.parsed();
@@ -176,12 +184,35 @@ fn run_query(
     match want {
         Want::Search => {
             out.extend_from_slice(b"SEARCH");
-            for h in hits {
+            for h in &hits {
                 out.push(b' ');
-                respond::number(&mut out, h as u64);
+                respond::number(&mut out, *h as u64);
+            }
+            // RFC 7162 §3.1.5: a MODSEQ search tells the highest modseq found.
+            if let Some(m) = modseqs.iter().max() {
+                out.extend_from_slice(b" (MODSEQ ");
+                respond::number(&mut out, *m);
+                out.push(b')');
             }
         }
-        Want::Esearch(r, tag) => esearch(&mut out, &tag, uid, r, &hits),
+        Want::Esearch(r, tag) => {
+            esearch(&mut out, &tag, uid, r, &hits);
+            // RFC 7162 §3.2: the highest modseq of the messages returned:
+            // only the MIN and MAX ones when nothing else is asked.
+            let returned = if r.all || r.count {
+                modseqs.iter().max().copied()
+            } else {
+                let ends = [
+                    r.min.then(|| modseqs.first()).flatten(),
+                    r.max.then(|| modseqs.last()).flatten(),
+                ];
+                ends.into_iter().flatten().max().copied()
+            };
+            if let Some(m) = returned {
+                out.extend_from_slice(b" MODSEQ ");
+                respond::number(&mut out, m);
+            }
+        }
         Want::Sort(criteria) => {
             search::sort(&mut sortable, &criteria);
             out.extend_from_slice(b"SORT");
@@ -241,6 +272,10 @@ impl Session<'_> {
         keys: Vec<SearchKey<'static>>,
         uid: bool,
     ) -> Flow {
+        if mentions_modseq(&keys) {
+            // RFC 7162 §3.1: a CONDSTORE-enabling command.
+            self.enable_condstore();
+        }
         let want = match self.extras.search.take() {
             Some(r) => Want::Esearch(r, tag.to_owned()),
             None => Want::Search,
@@ -301,6 +336,20 @@ fn esearch(out: &mut Vec<u8>, tag: &str, uid: bool, r: SearchReturn, hits: &[u32
         out.extend_from_slice(b" ALL ");
         out.extend_from_slice(super::copy::uid_set(hits.iter().copied()).as_bytes());
     }
+}
+
+/// Whether a MODSEQ key appears anywhere in the criteria.
+fn mentions_modseq(keys: &[SearchKey<'_>]) -> bool {
+    keys.iter().any(|k| match k {
+        SearchKey::ModSequence { .. } => true,
+        SearchKey::And(v) => mentions_modseq(v.as_ref()),
+        SearchKey::Not(k) => mentions_modseq(std::slice::from_ref(&**k)),
+        SearchKey::Or(a, b) => {
+            mentions_modseq(std::slice::from_ref(&**a))
+                || mentions_modseq(std::slice::from_ref(&**b))
+        }
+        _ => false,
+    })
 }
 
 fn snapshot(v: &View) -> Vec<(u32, u32, u32, bool)> {

@@ -102,14 +102,25 @@ pub fn look(mb: &OpenMailbox, since: u64, claim_recent: bool) -> io::Result<Opti
         if guard.messages().iter().any(|m| m.in_new) {
             recent = guard.mark_old()?;
         }
-        let appended = mb.take_recent();
-        recent.extend(appended.into_iter().filter(|u| guard.get(*u).is_some()));
-        recent.sort_unstable();
-        recent.dedup();
+        recent.extend(mb.take_recent());
     }
     if mb.generation() == since && recent.is_empty() {
         return Ok(None);
     }
+    if !claim_recent {
+        // EXAMINE: the messages are \Recent, but a read-only session
+        // leaves them for the next one to claim (RFC 3501 §2.3.2).
+        recent = guard
+            .messages()
+            .iter()
+            .filter(|m| m.in_new)
+            .map(|m| m.uid)
+            .collect();
+        recent.extend(mb.peek_recent());
+    }
+    recent.retain(|u| guard.get(*u).is_some());
+    recent.sort_unstable();
+    recent.dedup();
     let keywords = keyword_names(guard.dir())?;
     Ok(Some(snapshot(&guard, mb.generation(), recent, keywords)))
 }
