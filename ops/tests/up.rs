@@ -35,7 +35,9 @@ fn up_serves_mail_end_to_end_and_stops_on_sigterm() {
     let dir = tmp.path().join("data");
     // An offset far from the defaults, so a developer's own `tandem up`
     // does not collide with the test.
-    let offset = 20_000 + (std::process::id() % 20_000) as u16 / 10 * 10;
+    // Every port stays below Linux's ephemeral range (32768 up), where a
+    // client socket of another test could hold it.
+    let offset = 10_000 + (std::process::id() % 1_300) as u16 * 10;
     let mut up = Command::new(env!("CARGO_BIN_EXE_tandem"))
         .args(["up", "--json", "--dir"])
         .arg(&dir)
@@ -49,8 +51,14 @@ fn up_serves_mail_end_to_end_and_stops_on_sigterm() {
     BufReader::new(up.stdout.take().expect("stdout"))
         .read_line(&mut line)
         .expect("ready line");
-    let endpoints: serde_json::Value =
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    let endpoints: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+        let _ = up.wait();
+        let mut err = String::new();
+        if let Some(mut s) = up.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut s, &mut err);
+        }
+        panic!("{e}: {line:?}\n{err}")
+    });
 
     tandem(&dir, &["domain", "add", "example.com"], "");
     tandem(
@@ -67,19 +75,25 @@ fn up_serves_mail_end_to_end_and_stops_on_sigterm() {
     let cluster = shown["cluster"].as_str().expect("cluster");
     let lmtp = endpoints["lmtp"][cluster].as_str().expect("lmtp endpoint");
     let pop3s = endpoints["pop3s"].as_str().expect("pop3s endpoint");
+    let imaps = endpoints["imaps"].as_str().expect("imaps endpoint");
     let script = "import smtplib, poplib, ssl, sys\n\
         h, p = sys.argv[1].split(':')\n\
         c = smtplib.LMTP(h, int(p))\nc.sendmail('a@example.org', ['alice@example.com'], b'Subject: up\\r\\n\\r\\nhi\\r\\n')\nc.quit()\n\
         h, p = sys.argv[2].split(':')\n\
         s = poplib.POP3_SSL(h, int(p), context=ssl._create_unverified_context())\n\
-        s.user('alice@example.com')\ns.pass_('pw')\nprint(s.stat()[0])\ns.quit()\n";
+        s.user('alice@example.com')\ns.pass_('pw')\nprint(s.stat()[0])\ns.quit()\n\
+        import imaplib\n\
+        h, p = sys.argv[3].split(':')\n\
+        m = imaplib.IMAP4_SSL(h, int(p), ssl_context=ssl._create_unverified_context())\n\
+        m.login('alice@example.com', 'pw')\nm.select('INBOX')\n\
+        print(m.fetch('1', '(BODY.PEEK[HEADER.FIELDS (SUBJECT)])')[1][0][1].decode().strip())\nm.logout()\n";
     let out = Command::new("python3")
-        .args(["-c", script, lmtp, pop3s])
+        .args(["-c", script, lmtp, pop3s, imaps])
         .output()
         .expect("python3 (package python3)");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "1",
+        "1\nSubject: up",
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -435,3 +435,46 @@ fn local_files(dir: &std::path::Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// STARTTLS on the backend's IMAP port; the capabilities change with it,
+/// and a backend node's SIGTERM tells a selected session `* BYE`.
+#[test]
+fn starttls_then_login_and_bye_on_sigterm() {
+    let (_certs, cert, key) = tests::clients::self_signed_cert();
+    let mut b = Backend::start_with(&format!(
+        "  tls:\n    cert: {}\n    key: {}\n",
+        cert.display(),
+        key.display()
+    ))
+    .expect("start with TLS");
+    b.add_account(USER, PASS).expect("account");
+    let out = python(
+        "import imaplib, ssl, sys\n\
+         m = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))\n\
+         print('STARTTLS' in m.capabilities)\n\
+         ctx = ssl.create_default_context()\nctx.check_hostname = False\nctx.verify_mode = ssl.CERT_NONE\n\
+         print(m.starttls(ctx)[0])\n\
+         print('STARTTLS' in m.capability()[1][0].decode())\n\
+         print(m.login(sys.argv[2], sys.argv[3])[0])\n\
+         m.logout()\n",
+        &[&b.imap_addr().port().to_string(), USER, PASS],
+    );
+    assert_eq!(out, "True\nOK\nFalse\nOK\n");
+
+    let s = TcpStream::connect(b.imap_addr()).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut r = BufReader::new(s.try_clone().expect("clone"));
+    let mut w = s;
+    write!(w, "a LOGIN {USER} {PASS}\r\nb SELECT INBOX\r\n").expect("write");
+    let mut line = String::new();
+    while !line.starts_with("b ") {
+        line.clear();
+        r.read_line(&mut line).expect("read");
+    }
+    assert!(line.starts_with("b OK"), "{line}");
+    b.stop();
+    line.clear();
+    r.read_line(&mut line).expect("goodbye");
+    assert_eq!(line, "* BYE Server shutting down.\r\n");
+}
