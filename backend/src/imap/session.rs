@@ -318,16 +318,7 @@ impl Session<'_> {
     /// Writes what is buffered; a client that does not read within the idle
     /// timeout is given up on.
     pub async fn flush<S: Transport>(&mut self, io: &mut Io<S>) -> io::Result<()> {
-        let write = async {
-            if !self.out.is_empty() {
-                io.stream.write_all(&self.out).await?;
-            }
-            io.stream.flush().await
-        };
-        let r = match tokio::time::timeout(self.i.cfg.idle_timeout, write).await {
-            Ok(r) => r,
-            Err(_) => Err(io::ErrorKind::TimedOut.into()),
-        };
+        let r = shared::net::write_within(&mut io.stream, &self.out, self.i.cfg.idle_timeout).await;
         self.out.clear();
         r
     }

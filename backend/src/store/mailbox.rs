@@ -238,7 +238,11 @@ impl Mailbox {
 
         // Unknown files get UIDs in delivery order: by the time in their name.
         let mut fresh: Vec<(String, OnDisk)> = on_disk.into_iter().collect();
-        fresh.sort_by(|a, b| delivery_key(&a.0).cmp(&delivery_key(&b.0)));
+        // The key parses the name: once per file, not once per comparison.
+        fresh.sort_by_cached_key(|(base, _)| {
+            let (s, u, _) = delivery_key(base);
+            (s, u, base.clone())
+        });
         let named: Vec<(String, String)> = fresh
             .iter()
             .map(|(b, (_, info, ..))| (b.clone(), info.clone()))

@@ -10,4 +10,4 @@ pub mod stream;
 pub use lines::{Line, LineReader};
 pub use listener::{Conn, ListenerConfig, ListenerMetrics, Protocol, serve};
 pub use netlist::NetList;
-pub use stream::{Stream, Transport};
+pub use stream::{Stream, Transport, write_within};

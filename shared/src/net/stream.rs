@@ -125,3 +125,23 @@ impl Transport for tokio::io::DuplexStream {
         Err(io::Error::other("no TLS over a test pipe"))
     }
 }
+
+/// Writes `out` (when not empty) and flushes, giving up after `timeout`: a
+/// client that does not read its answers must not hold a session forever.
+pub async fn write_within<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    out: &[u8],
+    timeout: std::time::Duration,
+) -> io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let write = async {
+        if !out.is_empty() {
+            stream.write_all(out).await?;
+        }
+        stream.flush().await
+    };
+    match tokio::time::timeout(timeout, write).await {
+        Ok(r) => r,
+        Err(_) => Err(io::ErrorKind::TimedOut.into()),
+    }
+}
