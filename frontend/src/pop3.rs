@@ -278,10 +278,11 @@ impl Session<'_> {
         tracing::info!(user = %account.address, node, client = %self.client, "logged in, proxying");
         self.out.extend_from_slice(b"+OK Logged in.\r\n");
         // Commands the client pipelined behind its login go to the backend.
-        let pipelined = reader.buffered().to_vec();
+        let pipelined = reader.release();
         if self.flush(stream).await.is_err() {
             return Outcome::Spliced;
         }
+        self.out = Vec::new();
         let mut backend = backend.into_inner();
         if !pipelined.is_empty() && backend.write_all(&pipelined).await.is_err() {
             return Outcome::Spliced;

@@ -19,7 +19,11 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-const BUFFER: usize = 16 * 1024;
+/// Read buffer of an idle direction, and of one under bulk traffic: a
+/// session holds 2 × [`SMALL`] while it waits (most of its life, IDLE
+/// included), and grows a direction's buffer only while reads fill it.
+const SMALL: usize = 2 * 1024;
+const LARGE: usize = 16 * 1024;
 
 /// How a splice ends when the frontend drains.
 pub struct Drain<'a> {
@@ -59,9 +63,7 @@ pub async fn both_ways(
         line_end: Some(line_end.clone()),
     };
     // Boxed, so the drain can drop it and write to the client itself.
-    let mut copy = Box::pin(tokio::io::copy_bidirectional_with_sizes(
-        &mut c, &mut b, BUFFER, BUFFER,
-    ));
+    let mut copy = Box::pin(bidirectional(&mut c, &mut b));
     loop {
         let quiet_for = start
             .elapsed()
@@ -97,6 +99,57 @@ pub async fn both_ways(
         }
     }
     (up.load(Ordering::Relaxed), down.load(Ordering::Relaxed))
+}
+
+/// Copies both ways until both sides have closed (each EOF is passed on
+/// as a shutdown of the other side's write half) or either fails.
+async fn bidirectional<A, B>(a: &mut A, b: &mut B) -> io::Result<()>
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let (ar, aw) = tokio::io::split(a);
+    let (br, bw) = tokio::io::split(b);
+    let up = pump(ar, bw);
+    let down = pump(br, aw);
+    tokio::pin!(up, down);
+    let (mut up_done, mut down_done) = (false, false);
+    while !(up_done && down_done) {
+        tokio::select! {
+            r = &mut up, if !up_done => {
+                r?;
+                up_done = true;
+            }
+            r = &mut down, if !down_done => {
+                r?;
+                down_done = true;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One direction: read what is there, write it all, repeat; on EOF shut the
+/// writer down. The buffer is [`SMALL`] unless the last read filled it.
+async fn pump<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(mut r: R, mut w: W) -> io::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let mut buf: Vec<u8> = Vec::with_capacity(SMALL);
+    loop {
+        buf.clear();
+        // Spare capacity is read into without being zeroed first.
+        let n = r.read_buf(&mut buf).await?;
+        if n == 0 {
+            return w.shutdown().await;
+        }
+        w.write_all(&buf).await?;
+        w.flush().await?;
+        if n == buf.capacity() && n < LARGE {
+            buf = Vec::with_capacity(LARGE);
+        } else if n < SMALL && buf.capacity() > SMALL {
+            // Traffic quieted: give the large buffer back.
+            buf = Vec::with_capacity(SMALL);
+        }
+    }
 }
 
 async fn client_goodbye(c: &mut Counted<'_, Stream>, goodbye: &[u8]) -> io::Result<()> {

@@ -343,10 +343,13 @@ impl Session<'_> {
         fe.metrics.login("ok");
         tracing::info!(user = %account.address, node, client = %self.client, "logged in, proxying");
         self.say(&format!("{tag} OK [CAPABILITY {caps}] Logged in."));
-        let pipelined = reader.buffered().to_vec();
+        // Line reading and answering are over: their buffers go before the
+        // session settles into the splice.
+        let pipelined = reader.release();
         if self.flush(stream).await.is_err() {
             return After::Done;
         }
+        self.out = Vec::new();
         if !pipelined.is_empty() && backend.write_all(&pipelined).await.is_err() {
             return After::Done;
         }

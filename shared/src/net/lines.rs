@@ -55,6 +55,15 @@ impl LineReader {
         &self.buf[self.start..self.end]
     }
 
+    /// Takes what is buffered and frees the buffer: a proxy that is done
+    /// reading lines keeps no memory for it while it splices.
+    pub fn release(&mut self) -> Vec<u8> {
+        let rest = self.buffered().to_vec();
+        self.buf = Vec::new();
+        self.clear();
+        rest
+    }
+
     /// Drops what is buffered (after STARTTLS).
     pub fn clear(&mut self) {
         self.start = 0;
