@@ -163,10 +163,8 @@ m.logout()
     has("expunge: OK [b'3', b'1']");
     has("left: 1 2");
     has("UID MIN 2 MAX 4 COUNT 2 ALL 2,4']");
-    has(
-        "list-status: OK (\\HasNoChildren \\Subscribed) \".\" INBOX | (\\HasNoChildren \\Drafts \\Subscribed) \".\" Drafts",
-    );
-    has("(\\HasChildren \\Subscribed) \".\" Jobs");
+    has("list-status: OK (\\Subscribed) \".\" INBOX | (\\Drafts \\Subscribed) \".\" Drafts");
+    has("(\\Subscribed) \".\" Jobs");
     has("statuses: INBOX (MESSAGES 2) | Drafts (MESSAGES 0) | Jobs (MESSAGES 3)");
     has("select missing: NO");
     has("delete: OK OK");

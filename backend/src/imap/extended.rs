@@ -25,8 +25,14 @@ pub struct ListOptions {
     pub subscribed_only: bool,
     /// Selection SPECIAL-USE: only special-use mailboxes.
     pub special_use_only: bool,
+    /// RECURSIVEMATCH (with SUBSCRIBED): a parent whose descendant is
+    /// subscribed is listed with `CHILDINFO ("SUBSCRIBED")`.
+    pub recursive: bool,
     /// Return SUBSCRIBED: mark subscribed ones `\Subscribed`.
     pub return_subscribed: bool,
+    /// Return CHILDREN: `\HasChildren`/`\HasNoChildren` (an extended LIST
+    /// without it leaves them out, RFC 5258 §4).
+    pub return_children: bool,
     /// Return STATUS (LIST-STATUS).
     pub status: Vec<StatusDataItemName>,
     /// `LIST "" (a b)`: every pattern (the command keeps the first).
@@ -170,6 +176,7 @@ fn list(tag: &[u8], head: &[u8], args: &[u8]) -> Result<Option<(Vec<u8>, Extras)
             // RFC 5258 §3: it only refines another selection option.
             return Err("RECURSIVEMATCH needs SUBSCRIBED");
         }
+        o.recursive = recursive;
         args = rest.strip_prefix(b" ").ok_or("Expected a reference name")?;
         extended = true;
     }
@@ -190,7 +197,8 @@ fn list(tag: &[u8], head: &[u8], args: &[u8]) -> Result<Option<(Vec<u8>, Extras)
         while let Some(w) = it.next() {
             match w.as_str() {
                 "SUBSCRIBED" => o.return_subscribed = true,
-                "CHILDREN" | "SPECIAL-USE" => {}
+                "CHILDREN" => o.return_children = true,
+                "SPECIAL-USE" => {}
                 "STATUS" => {
                     let items = it.next().ok_or("Expected STATUS items")?;
                     let inner = items

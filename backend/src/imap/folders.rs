@@ -34,16 +34,22 @@ fn list_pattern(reference: &MailboxArg<'_>, pattern: &ListMailbox<'_>) -> (Strin
 }
 
 fn attributes(out: &mut Vec<u8>, f: &FolderInfo, extra: &[&str]) {
+    attributes_with(out, f, extra, true);
+}
+
+fn attributes_with(out: &mut Vec<u8>, f: &FolderInfo, extra: &[&str], children: bool) {
     out.push(b'(');
     let mut attrs: Vec<&str> = Vec::new();
     if f.noselect {
         attrs.push("\\Noselect");
     }
-    attrs.push(if f.has_children {
-        "\\HasChildren"
-    } else {
-        "\\HasNoChildren"
-    });
+    if children {
+        attrs.push(if f.has_children {
+            "\\HasChildren"
+        } else {
+            "\\HasNoChildren"
+        });
+    }
     if let Some(s) = f.special_use {
         attrs.push(s);
     }
@@ -184,6 +190,13 @@ impl Session<'_> {
             })
             .collect();
         let matches = |name: &str| fulls.iter().any(|f| matches_pattern(f, name, '.'));
+        // A subscribed child another pattern lists by itself spares its
+        // parent the CHILDINFO (RECURSIVEMATCH with several patterns).
+        let listed_apart = |child: &str, parent: &str| {
+            fulls
+                .iter()
+                .any(|f| matches_pattern(f, child, '.') && !matches_pattern(f, parent, '.'))
+        };
         let Some(user) = &self.user else {
             return self.bad(tag, "Log in first.");
         };
@@ -243,6 +256,9 @@ impl Session<'_> {
             self.out.extend_from_slice(&line);
             return self.ok(tag, "LSUB completed.");
         }
+        // Plain LIST always says \HasChildren/\HasNoChildren (CHILDREN);
+        // an extended one only when asked to.
+        let children = opts.as_ref().is_none_or(|o| o.return_children);
         let o = opts.unwrap_or_default();
         let want_subs = o.subscribed_only || o.return_subscribed;
         let subs = if want_subs {
@@ -256,13 +272,31 @@ impl Session<'_> {
         let mut status_for = Vec::new();
         for f in all.iter().filter(|f| matches(&f.name)) {
             let is_sub = want_subs && subs.contains(&f.name);
-            if (o.subscribed_only && !is_sub) || (o.special_use_only && f.special_use.is_none()) {
+            // RFC 5258 §3: with RECURSIVEMATCH, an unsubscribed mailbox
+            // with a subscribed descendant the patterns do not list
+            // themselves is listed with CHILDINFO.
+            let below = format!("{}.", f.name);
+            let childinfo = o.recursive && !is_sub && {
+                let mut desc = subs.iter().filter(|s| s.starts_with(&below)).peekable();
+                desc.peek().is_some() && !desc.any(|s| listed_apart(s, &f.name))
+            };
+            if (o.subscribed_only && !is_sub && !childinfo)
+                || (o.special_use_only && f.special_use.is_none())
+            {
                 continue;
             }
             line.extend_from_slice(b"* LIST ");
-            attributes(&mut line, f, if is_sub { &["\\Subscribed"] } else { &[] });
+            attributes_with(
+                &mut line,
+                f,
+                if is_sub { &["\\Subscribed"] } else { &[] },
+                children,
+            );
             line.extend_from_slice(b" \".\" ");
             respond::mailbox(&mut line, &f.name);
+            if childinfo {
+                line.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
+            }
             line.extend_from_slice(b"\r\n");
             if !o.status.is_empty() && !f.noselect {
                 // RFC 5819: each STATUS right after its LIST line.
@@ -281,6 +315,36 @@ impl Session<'_> {
                     line.extend_from_slice(b"* LIST (\\NonExistent \\Subscribed) \".\" ");
                     respond::mailbox(&mut line, name);
                     line.extend_from_slice(b"\r\n");
+                }
+            }
+        }
+        if o.recursive {
+            // Parents that are no mailbox of their own but hold subscribed
+            // ones the patterns do not list (RFC 5258 §3, CHILDINFO).
+            let mut told: Vec<&str> = Vec::new();
+            for s in &subs {
+                let mut at = s.len();
+                while let Some(dot) = s[..at].rfind('.') {
+                    at = dot;
+                    let parent = &s[..dot];
+                    if told.contains(&parent)
+                        || all.iter().any(|f| f.name == parent)
+                        || subs.iter().any(|x| x == parent)
+                        || !matches(parent)
+                    {
+                        continue;
+                    }
+                    let below = format!("{parent}.");
+                    if subs
+                        .iter()
+                        .any(|x| x.starts_with(&below) && listed_apart(x, parent))
+                    {
+                        continue;
+                    }
+                    told.push(parent);
+                    line.extend_from_slice(b"* LIST () \".\" ");
+                    respond::mailbox(&mut line, parent);
+                    line.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))\r\n");
                 }
             }
         }

@@ -13,6 +13,24 @@ mod thread;
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+mod comment_tests {
+    #[test]
+    fn comments_come_out_of_addresses() {
+        for (v, want) in [
+            (
+                "<user-from (comment)@ (comment) domain.org>",
+                "<user-from@domain.org>",
+            ),
+            ("a@b (Real (nested) Name)", "a@b "),
+            ("plain@example.org", "plain@example.org"),
+            ("x (\\) still comment) y", "x  y"),
+        ] {
+            assert_eq!(super::without_comments(v), want, "{v}");
+        }
+    }
+}
+
 use imap_codec::imap_types::{
     datetime::NaiveDate,
     search::SearchKey,
@@ -129,10 +147,10 @@ pub fn matches(key: &SearchKey<'_>, c: &mut impl Candidate, ctx: &Context) -> bo
             c.modseq() >= *modseq
         }
 
-        K::Bcc(s) => header_contains(c, "Bcc", s.as_ref()),
-        K::Cc(s) => header_contains(c, "Cc", s.as_ref()),
-        K::From(s) => header_contains(c, "From", s.as_ref()),
-        K::To(s) => header_contains(c, "To", s.as_ref()),
+        K::Bcc(s) => address_contains(c, "Bcc", s.as_ref()),
+        K::Cc(s) => address_contains(c, "Cc", s.as_ref()),
+        K::From(s) => address_contains(c, "From", s.as_ref()),
+        K::To(s) => address_contains(c, "To", s.as_ref()),
         K::Subject(s) => header_contains(c, "Subject", s.as_ref()),
         K::Header(name, s) => {
             header_contains(c, &String::from_utf8_lossy(name.as_ref()), s.as_ref())
@@ -227,6 +245,46 @@ fn sent_cmp(c: &mut impl Candidate, d: &NaiveDate, _ctx: &Context) -> Option<std
         tz_offset_secs: 0,
     };
     date_cmp(c.sent_date_local()?, d, &written)
+}
+
+/// FROM/TO/CC/BCC: the header text as written, or its addresses with the
+/// RFC 5322 comments and the folding whitespace around them taken out
+/// (`<user (c)@ (c) domain.org>` is `user@domain.org` to whoever searches).
+fn address_contains(c: &mut impl Candidate, name: &str, needle: &[u8]) -> bool {
+    let needle = String::from_utf8_lossy(needle).to_lowercase();
+    c.header_values(name).iter().any(|v| {
+        let v = v.to_lowercase();
+        v.contains(&needle) || without_comments(&v).contains(&needle)
+    })
+}
+
+/// `v` without `(comments)` (nested, with `\` escapes) and without the
+/// whitespace around `@`, `<` and `>` that comments leave behind.
+fn without_comments(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let (mut depth, mut escaped) = (0u32, false);
+    for ch in v.chars() {
+        match (depth, escaped, ch) {
+            (d, true, _) if d > 0 => escaped = false,
+            (d, false, '\\') if d > 0 => escaped = true,
+            (_, _, '(') => depth += 1,
+            (d, _, ')') if d > 0 => depth -= 1,
+            (0, _, ch) => out.push(ch),
+            _ => {}
+        }
+    }
+    let mut tight = String::with_capacity(out.len());
+    for (i, ch) in out.char_indices() {
+        if ch.is_whitespace() {
+            let prev = out[..i].trim_end().chars().last();
+            let next = out[i..].trim_start().chars().next();
+            if matches!(prev, Some('@' | '<')) || matches!(next, Some('@' | '>')) {
+                continue;
+            }
+        }
+        tight.push(ch);
+    }
+    tight
 }
 
 /// Case-insensitive substring match in any occurrence of the field; an empty

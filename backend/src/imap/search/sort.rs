@@ -118,6 +118,16 @@ fn first_address(values: &[String]) -> Address {
     let Some(value) = values.first() else {
         return Address::default();
     };
+    // A group comes first: its ENVELOPE address is the group's start,
+    // whose mailbox is the group name (RFC 3501 §7.4.2), and that is what
+    // RFC 5256's "first address" sorts by.
+    if let Some(group) = group_name(value) {
+        return Address {
+            name: String::new(),
+            mailbox: group.clone(),
+            spec: group,
+        };
+    }
     let pieces = split_top_level(value);
     let found = pieces
         .iter()
@@ -150,6 +160,29 @@ fn first_address(values: &[String]) -> Address {
         mailbox,
         spec,
     }
+}
+
+/// The display name of a group that opens `value` (`name: a@b, c@d;`), if
+/// one does: a `:` outside quotes, comments and angle brackets, before any
+/// `@` or `,` there.
+fn group_name(value: &str) -> Option<String> {
+    let (mut quoted, mut angle, mut comment) = (false, 0u32, 0u32);
+    for (i, ch) in value.char_indices() {
+        match ch {
+            '"' if comment == 0 => quoted = !quoted,
+            '(' if !quoted => comment += 1,
+            ')' if !quoted && comment > 0 => comment -= 1,
+            '<' if !quoted && comment == 0 => angle += 1,
+            '>' if !quoted && comment == 0 && angle > 0 => angle -= 1,
+            '@' | ',' if !quoted && comment == 0 && angle == 0 => return None,
+            ':' if !quoted && comment == 0 && angle == 0 => {
+                let name = value[..i].trim().trim_matches('"').trim();
+                return (!name.is_empty()).then(|| name.to_owned());
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Splits on commas outside quotes, comments and angle brackets; drops
@@ -215,8 +248,14 @@ mod tests {
                 "odd@local",
                 "\"odd@local\"@x.org",
             ),
-            ("friends: a@x.org, b@y.org;", "", "a", "a@x.org"),
-            ("undisclosed-recipients:;", "", "", ""),
+            // A group sorts by its name, as its ENVELOPE group start.
+            ("friends: a@x.org, b@y.org;", "", "friends", "friends"),
+            (
+                "undisclosed-recipients:;",
+                "",
+                "undisclosed-recipients",
+                "undisclosed-recipients",
+            ),
             ("<@r1,@r2:u@h>", "", "u", "u@h"),
             ("root", "", "root", "root"),
         ];
