@@ -476,3 +476,33 @@ fn starttls_then_login_and_bye_on_sigterm() {
     r.read_line(&mut line).expect("goodbye");
     assert_eq!(line, "* BYE Server shutting down.\r\n");
 }
+
+/// A session whose selected mailbox another session deletes is told so and
+/// disconnected, as Dovecot does, instead of answering from a dead view.
+#[test]
+fn deleting_a_selected_mailbox_disconnects_its_sessions() {
+    let b = backend_with_mail();
+    let port = b.imap_addr().port().to_string();
+    let out = python(
+        r#"
+import imaplib, sys
+a = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))
+a.login('alice@example.com', 'alice-pw')
+a.create('Work')
+a.select('Work')
+b = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))
+b.login('alice@example.com', 'alice-pw')
+print('delete:', b.delete('Work')[0])
+try:
+    a.noop()
+    print('noop:', a.untagged_responses.get('BYE'))
+except imaplib.IMAP4.abort as e:
+    print('abort:', e)
+print('b still fine:', b.select('INBOX')[0])
+"#,
+        &[&port],
+    );
+    assert!(out.contains("delete: OK"), "{out}");
+    assert!(out.contains("Selected mailbox was deleted"), "{out}");
+    assert!(out.contains("b still fine: OK"), "{out}");
+}

@@ -400,4 +400,31 @@ mod tests {
         assert!(split(b"d LIST (BOGUS) \"\" *\r\n").is_err());
         assert!(split(b"e LIST \"\" * RETURN (STATUS (NOPE))\r\n").is_err());
     }
+
+    #[test]
+    fn arbitrary_input_never_panics() {
+        // A fixed-seed xorshift over a small alphabet of the bytes that
+        // matter here, plus every prefix of a few real commands.
+        let alphabet = b"aL IST SEARCH RETURN UID()\"\\{}*%.\r\n0";
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..20_000 {
+            let len = (x % 60) as usize;
+            let mut cmd = Vec::with_capacity(len);
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                cmd.push(alphabet[(x % alphabet.len() as u64) as usize]);
+            }
+            let _ = split(&cmd);
+        }
+        for real in [
+            &b"a LIST (SUBSCRIBED RECURSIVEMATCH) \"\" (\"a\" b) RETURN (STATUS (MESSAGES))\r\n"[..],
+            b"b UID SEARCH RETURN (MIN MAX) ALL\r\n",
+        ] {
+            for n in 0..=real.len() {
+                let _ = split(&real[..n]);
+            }
+        }
+    }
 }

@@ -43,6 +43,10 @@ impl Session<'_> {
                 }
                 _ = tick.tick() => {
                     self.refresh(true).await;
+                    if self.gone {
+                        let _ = self.flush(io).await;
+                        return Flow::Close;
+                    }
                     if !self.out.is_empty() && self.flush(io).await.is_err() {
                         return Flow::Close;
                     }

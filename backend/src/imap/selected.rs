@@ -200,6 +200,17 @@ impl Session<'_> {
         let look = match look {
             Ok(Ok(Some(l))) => l,
             Ok(Ok(None)) => return,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Deleted (or renamed away) by another session: nothing
+                // left to show, and the view's numbers mean nothing now.
+                tracing::info!(session = %self.id, "selected mailbox is gone");
+                self.out.extend_from_slice(
+                    b"* BYE Selected mailbox was deleted, have to disconnect.\r\n",
+                );
+                self.view = None;
+                self.gone = true;
+                return;
+            }
             Ok(Err(e)) => {
                 self.i.metrics.store_errors.inc();
                 tracing::error!(session = %self.id, error = %e, "mailbox sync failed");

@@ -71,6 +71,8 @@ pub(super) struct Session<'a> {
     bad: u32,
     /// The status of the command being answered, for the metrics.
     pub result: Status,
+    /// The selected mailbox vanished and the client was told `* BYE`.
+    pub gone: bool,
     /// ESEARCH / LIST-EXTENDED options of the command being answered.
     pub extras: super::extended::Extras,
 }
@@ -96,6 +98,7 @@ pub(super) async fn run<S: Transport>(
         bad: 0,
         result: Status::Ok,
         extras: Default::default(),
+        gone: false,
     };
     let caps = s.capabilities(stream.is_tls());
     s.out.extend_from_slice(b"* OK [CAPABILITY ");
@@ -190,6 +193,9 @@ impl Session<'_> {
                 }
             } else {
                 self.bad = 0;
+            }
+            if self.gone {
+                return Some(io);
             }
             match flow {
                 Flow::Go => {}
