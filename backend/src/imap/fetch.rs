@@ -57,13 +57,27 @@ enum Item {
         /// Sets \Seen (not PEEK, not RFC822.HEADER).
         seen: bool,
     },
+    /// `BINARY[part]` and `BINARY.SIZE[part]` (RFC 3516).
+    Binary {
+        part: Vec<u32>,
+        partial: Option<(u32, u32)>,
+        seen: bool,
+        size_only: bool,
+    },
 }
+
+/// The message text of the error that becomes `NO [UNKNOWN-CTE]`.
+const UNKNOWN_CTE: &str = "unknown content transfer encoding";
 
 impl Item {
     fn needs_file(&self) -> bool {
         matches!(
             self,
-            Item::Envelope | Item::Body | Item::BodyStructure | Item::Section { .. }
+            Item::Envelope
+                | Item::Body
+                | Item::BodyStructure
+                | Item::Section { .. }
+                | Item::Binary { .. }
         )
     }
 }
@@ -180,8 +194,22 @@ fn plan(items: MacroOrMessageDataItemNames<'_>, uid: bool) -> Vec<Item> {
                 partial: None,
                 seen: true,
             },
-            // BINARY (RFC 3516) is not advertised.
-            _ => continue,
+            MessageDataItemName::Binary {
+                section,
+                partial,
+                peek,
+            } => Item::Binary {
+                part: section.iter().map(|n| n.get()).collect(),
+                partial: partial.map(|(o, n)| (o, n.get())),
+                seen: !peek,
+                size_only: false,
+            },
+            MessageDataItemName::BinarySize { section } => Item::Binary {
+                part: section.iter().map(|n| n.get()).collect(),
+                partial: None,
+                seen: false,
+                size_only: true,
+            },
         };
         if matches!(item, Item::Uid | Item::ModSeq)
             && plan
@@ -381,6 +409,48 @@ fn fetch_batch(
                     out.push(b' ');
                     respond::literal(out, data);
                 }
+                Item::Binary {
+                    part,
+                    partial,
+                    size_only,
+                    ..
+                } => {
+                    let decoded = match parsed.as_ref().and_then(|p| p.binary(part)) {
+                        Some(Ok(d)) => d,
+                        Some(Err(message::UnknownCte)) => {
+                            return Err(std::io::Error::other(UNKNOWN_CTE));
+                        }
+                        None => std::borrow::Cow::Borrowed(&b""[..]),
+                    };
+                    let label: Vec<String> = part.iter().map(u32::to_string).collect();
+                    if *size_only {
+                        out.extend_from_slice(b"BINARY.SIZE[");
+                        out.extend_from_slice(label.join(".").as_bytes());
+                        out.extend_from_slice(b"] ");
+                        respond::number(out, decoded.len() as u64);
+                        continue;
+                    }
+                    out.extend_from_slice(b"BINARY[");
+                    out.extend_from_slice(label.join(".").as_bytes());
+                    out.push(b']');
+                    let data: &[u8] = match partial {
+                        Some((origin, len)) => {
+                            out.push(b'<');
+                            respond::number(out, *origin as u64);
+                            out.push(b'>');
+                            let start = (*origin as usize).min(decoded.len());
+                            let end = start.saturating_add(*len as usize).min(decoded.len());
+                            &decoded[start..end]
+                        }
+                        None => &decoded,
+                    };
+                    out.push(b' ');
+                    // RFC 3516 §4.3: data with NUL goes as a literal8.
+                    if data.contains(&0) {
+                        out.push(b'~');
+                    }
+                    respond::literal(out, data);
+                }
             }
         }
         if flags_changed && !with_flags {
@@ -444,9 +514,12 @@ impl Session<'_> {
         let plan = Arc::new(plan);
         let opts = Opts {
             set_seen: !v.read_only
-                && plan
-                    .iter()
-                    .any(|i| matches!(i, Item::Section { seen: true, .. })),
+                && plan.iter().any(|i| {
+                    matches!(
+                        i,
+                        Item::Section { seen: true, .. } | Item::Binary { seen: true, .. }
+                    )
+                }),
             changed_since,
             modseq_with_flags: self.ext.condstore,
         };
@@ -493,6 +566,9 @@ impl Session<'_> {
             self.out = buf;
             let (done, seen, batch) = match r {
                 Ok(x) => x,
+                Err(e) if e.to_string() == UNKNOWN_CTE => {
+                    return self.no(tag, "[UNKNOWN-CTE] Unknown content transfer encoding.");
+                }
                 Err(e) => return self.store_failed(tag, "FETCH", &e),
             };
             // Whatever did not fit goes back to the front.

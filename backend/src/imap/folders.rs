@@ -379,6 +379,11 @@ impl Session<'_> {
             LiteralOrLiteral8::Literal(l) => l.data().to_vec(),
             LiteralOrLiteral8::Literal8(l) => l.data.to_vec(),
         };
+        // Raw `binary` parts would not survive the store's LF text form:
+        // they are kept as base64 and BINARY[] gives their bytes back.
+        let body = super::message::Parsed::new(&body)
+            .encode_binary_parts()
+            .unwrap_or(body);
         let mb = match self.open_mailbox(&name).await {
             Ok(mb) => mb,
             Err(crate::accounts::OpenError::Store(StoreError::NoSuchMailbox(_))) => {

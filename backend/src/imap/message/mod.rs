@@ -13,6 +13,7 @@
 //! - [`text`]: decoded header values, Date, body text search;
 //! - [`wire`]: IMAP strings.
 
+mod binary;
 mod envelope;
 mod header;
 mod section;
@@ -26,6 +27,7 @@ mod tests;
 use std::borrow::Cow;
 use std::cell::OnceCell;
 
+pub use binary::UnknownCte;
 pub use wire::{write_nstring, write_string};
 
 /// The message with every bare LF made CRLF; borrowed when it already is.
@@ -112,6 +114,18 @@ impl<'a> Parsed<'a> {
 
     /// Every value of the top-level header field `name` (any case),
     /// unfolded, encoded-words decoded to UTF-8.
+    /// BINARY[part] (RFC 3516): the part's body with its transfer encoding
+    /// undone; `None` when there is no such part.
+    pub fn binary(&self, part: &[u32]) -> Option<Result<Cow<'a, [u8]>, UnknownCte>> {
+        binary::binary(self.buf, &self.root, part)
+    }
+
+    /// The message to store for an APPEND: `binary` parts re-encoded as
+    /// base64 (RFC 3516 §4.4); `None` when there are none.
+    pub fn encode_binary_parts(&self) -> Option<Vec<u8>> {
+        binary::encode_binary_parts(self.buf, &self.root)
+    }
+
     pub fn header_values(&self, name: &str) -> Vec<String> {
         text::header_values(self.top_header(), name)
     }

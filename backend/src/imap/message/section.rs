@@ -10,7 +10,7 @@ use super::{Section, SectionText};
 /// The part a (non-empty) part number designates, starting from a message.
 /// A message's parts are its multipart children, or for a single-part
 /// message part 1 is the message itself (its body).
-fn find<'p>(root: &'p Part, path: &[u32]) -> Option<&'p Part> {
+pub(super) fn find<'p>(root: &'p Part, path: &[u32]) -> Option<&'p Part> {
     let mut message = root;
     let mut found: Option<&Part> = None;
     for &n in path {
