@@ -43,6 +43,8 @@ pub struct ListOptions {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Extras {
     pub search: Option<SearchReturn>,
+    /// SORT RETURN (...) (ESORT, RFC 5267).
+    pub sort: Option<SearchReturn>,
     pub list: Option<ListOptions>,
 }
 
@@ -67,6 +69,20 @@ pub fn split(cmd: &[u8]) -> Result<Option<(Vec<u8>, Extras)>, Invalid> {
     let upper = head.to_ascii_uppercase();
     if upper == b"SEARCH" || upper == b"UID SEARCH" {
         return search(tag, head, args);
+    }
+    if upper == b"SORT" || upper == b"UID SORT" {
+        // Same option list; it answers with ESEARCH too.
+        return search(tag, head, args).map(|o| {
+            o.map(|(plain, e)| {
+                (
+                    plain,
+                    Extras {
+                        sort: e.search,
+                        ..Extras::default()
+                    },
+                )
+            })
+        });
     }
     if upper == b"LIST" {
         return list(tag, head, args);
@@ -138,7 +154,7 @@ fn search(tag: &[u8], head: &[u8], args: &[u8]) -> Result<Option<(Vec<u8>, Extra
         plain,
         Extras {
             search: Some(r),
-            list: None,
+            ..Extras::default()
         },
     )))
 }
@@ -254,8 +270,8 @@ fn list(tag: &[u8], head: &[u8], args: &[u8]) -> Result<Option<(Vec<u8>, Extras)
     Ok(Some((
         plain,
         Extras {
-            search: None,
             list: Some(o),
+            ..Extras::default()
         },
     )))
 }
@@ -375,6 +391,9 @@ mod tests {
         assert!(e.search.unwrap().all);
         assert_eq!(split(b"c SEARCH UNSEEN\r\n"), Ok(None));
         assert!(split(b"d SEARCH RETURN (SAVE) ALL\r\n").is_err());
+        let (p, e) = plain("s UID SORT RETURN (MIN ALL) (ARRIVAL) UTF-8 ALL\r\n");
+        assert_eq!(p, "s UID SORT (ARRIVAL) UTF-8 ALL\r\n");
+        assert!(e.sort.unwrap().min && e.search.is_none());
         assert!(split(b"d SEARCH RETURN (MIN ALL\r\n").is_err());
     }
 

@@ -98,6 +98,8 @@ enum Want {
     Search,
     /// SEARCH RETURN (RFC 4731), for the command with this tag.
     Esearch(SearchReturn, String),
+    /// SORT RETURN (ESORT, RFC 5267): ESEARCH in sort order.
+    Esort(Vec<SortCriterion>, SearchReturn, String),
     Sort(Vec<SortCriterion>),
     Thread(search::Algorithm),
 }
@@ -151,7 +153,7 @@ fn run_query(
                 }
                 hits.push(id)
             }
-            Want::Sort(_) => sortable.push((id, search::sort_keys(&mut msg))),
+            Want::Sort(_) | Want::Esort(..) => sortable.push((id, search::sort_keys(&mut msg))),
             Want::Thread(_) => {
                 let p = msg.parsed();
                 let first = |n: &str| p.header_values(n).into_iter().next();
@@ -212,6 +214,11 @@ fn run_query(
                 out.extend_from_slice(b" MODSEQ ");
                 respond::number(&mut out, m);
             }
+        }
+        Want::Esort(criteria, r, tag) => {
+            search::sort(&mut sortable, &criteria);
+            let ids: Vec<u32> = sortable.iter().map(|(id, _)| *id).collect();
+            esort(&mut out, &tag, uid, r, &ids);
         }
         Want::Sort(criteria) => {
             search::sort(&mut sortable, &criteria);
@@ -290,8 +297,11 @@ impl Session<'_> {
         keys: Vec<SearchKey<'static>>,
         uid: bool,
     ) -> Flow {
-        self.query(tag, keys, uid, Want::Sort(criteria), "SORT completed.")
-            .await
+        let want = match self.extras.sort.take() {
+            Some(r) => Want::Esort(criteria, r, tag.to_owned()),
+            None => Want::Sort(criteria),
+        };
+        self.query(tag, keys, uid, want, "SORT completed.").await
     }
 
     pub(super) async fn thread(
@@ -350,6 +360,33 @@ fn mentions_modseq(keys: &[SearchKey<'_>]) -> bool {
         }
         _ => false,
     })
+}
+
+/// ESEARCH for SORT RETURN: MIN and MAX are the first and last in sort
+/// order, ALL lists them in that order (RFC 5267 §3.2).
+fn esort(out: &mut Vec<u8>, tag: &str, uid: bool, r: SearchReturn, ids: &[u32]) {
+    out.extend_from_slice(b"ESEARCH (TAG ");
+    respond::string(out, tag.as_bytes());
+    out.push(b')');
+    if uid {
+        out.extend_from_slice(b" UID");
+    }
+    if let (true, Some(first)) = (r.min, ids.first()) {
+        out.extend_from_slice(b" MIN ");
+        respond::number(out, *first as u64);
+    }
+    if let (true, Some(last)) = (r.max, ids.last()) {
+        out.extend_from_slice(b" MAX ");
+        respond::number(out, *last as u64);
+    }
+    if r.count {
+        out.extend_from_slice(b" COUNT ");
+        respond::number(out, ids.len() as u64);
+    }
+    if r.all && !ids.is_empty() {
+        out.extend_from_slice(b" ALL ");
+        out.extend_from_slice(super::copy::uid_set(ids.iter().copied()).as_bytes());
+    }
 }
 
 fn snapshot(v: &View) -> Vec<(u32, u32, u32, bool)> {
