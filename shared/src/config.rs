@@ -181,6 +181,29 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
+/// `#[serde(with = "shared::config::size")]`: a byte size written as a
+/// number or with a unit (`50M`).
+pub mod size {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bytes(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bytes(n) => Ok(n),
+            Raw::Text(t) => super::parse_size(&t).map_err(serde::de::Error::custom),
+        }
+    }
+
+    pub fn serialize<S: Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(*n)
+    }
+}
+
 /// `#[serde(with = "shared::config::duration")]` for human durations.
 pub mod duration {
     use super::*;

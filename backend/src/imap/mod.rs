@@ -88,7 +88,8 @@ pub struct ImapConfig {
     pub max_commands_before_auth: u32,
     /// Longest command line outside literals.
     pub max_line: usize,
-    /// Largest APPEND message.
+    /// Largest APPEND message: a number or `64M`, `1G`.
+    #[serde(with = "shared::config::size")]
     pub max_message_size: u64,
 }
 

@@ -492,3 +492,13 @@ fn list_patterns_parse() {
         );
     }
 }
+
+#[test]
+fn imap_settings_take_sizes_with_units() {
+    let cfg: super::ImapConfig =
+        serde_saphyr::from_str("max_message_size: 64M\nidle_timeout: 30m\n").unwrap();
+    assert_eq!(cfg.max_message_size, 64 << 20);
+    let cfg: super::ImapConfig = serde_saphyr::from_str("max_message_size: 2048\n").unwrap();
+    assert_eq!(cfg.max_message_size, 2048);
+    assert!(serde_saphyr::from_str::<super::ImapConfig>("max_size: 1\n").is_err());
+}

@@ -45,7 +45,7 @@ const MAX_MESSAGE_SIZE_CAP: u64 = 1 << 30;
 pub struct LmtpConfig {
     /// Largest message accepted, in bytes as sent (CRLF line ends);
     /// advertised as SIZE. A number or `50M`, `1G`. Default 50 MiB.
-    #[serde(with = "size")]
+    #[serde(with = "shared::config::size")]
     pub max_message_size: u64,
     /// Recipients per transaction; more get `452 4.5.3`. Default 1000.
     pub max_recipients: usize,
@@ -87,28 +87,6 @@ impl Validate for LmtpConfig {
         if self.max_errors == 0 {
             p.push(at, "max_errors", "must be at least 1");
         }
-    }
-}
-
-/// A byte size written as a number or with a unit (`50M`).
-mod size {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Bytes(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Bytes(n) => Ok(n),
-            Raw::Text(t) => shared::config::parse_size(&t).map_err(serde::de::Error::custom),
-        }
-    }
-
-    pub fn serialize<S: Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(*n)
     }
 }
 
