@@ -158,3 +158,62 @@ pub fn self_signed_cert() -> (tempfile::TempDir, PathBuf, PathBuf) {
     assert!(status.success(), "openssl req failed");
     (dir, cert, key)
 }
+
+/// A raw line-protocol connection for tests that must see exactly what a
+/// server sends (pipelined commands, untagged responses, goodbyes): reads
+/// time out after 10 s, so a silent server fails the test instead of
+/// hanging it.
+pub struct Raw {
+    r: std::io::BufReader<std::net::TcpStream>,
+    w: std::net::TcpStream,
+}
+
+impl Raw {
+    pub fn connect(addr: std::net::SocketAddr) -> Raw {
+        let s = std::net::TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .expect("read timeout");
+        Raw {
+            r: std::io::BufReader::new(s.try_clone().expect("clone")),
+            w: s,
+        }
+    }
+
+    pub fn send(&mut self, text: &str) {
+        self.w.write_all(text.as_bytes()).expect("write");
+    }
+
+    /// The next line, CRLF included; empty at EOF.
+    pub fn line(&mut self) -> String {
+        use std::io::BufRead;
+        let mut line = String::new();
+        self.r.read_line(&mut line).expect("read");
+        line
+    }
+
+    /// Reads until a line starts with `prefix` and returns it (empty at EOF).
+    pub fn until(&mut self, prefix: &str) -> String {
+        loop {
+            let line = self.line();
+            if line.is_empty() || line.starts_with(prefix) {
+                return line;
+            }
+        }
+    }
+
+    /// Every tagged IMAP result line (one-letter tags) until the server
+    /// closes the connection.
+    pub fn tagged_until_eof(&mut self) -> Vec<String> {
+        let mut tagged = vec![];
+        loop {
+            let line = self.line();
+            if line.is_empty() {
+                return tagged;
+            }
+            let tag = line.split(' ').next().unwrap_or_default();
+            if tag.len() == 1 && tag.chars().all(|c| c.is_ascii_alphabetic()) {
+                tagged.push(line.trim_end().to_owned());
+            }
+        }
+    }
+}

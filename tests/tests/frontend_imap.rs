@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::time::{Duration, Instant};
 
 use tests::backend::{Backend, PROXY_IDENTITY, PROXY_SECRET};
-use tests::clients::{lmtp_send, python, require};
+use tests::clients::{Raw, lmtp_send, python, require};
 use tests::frontend::Frontend;
 use tests::servers::Dovecot;
 
@@ -188,30 +188,13 @@ fn garbage_after_login_gets_bad_from_the_backend() {
     b.add_account("alice@example.com", "alice-pw")
         .expect("alice");
     let fe = Frontend::start(&b, "").expect("frontend");
-    let s = std::net::TcpStream::connect(fe.imap_addr()).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let mut r = BufReader::new(s.try_clone().expect("clone"));
-    let mut w = s;
-    let mut line = String::new();
-    r.read_line(&mut line).expect("greeting");
+    let mut c = Raw::connect(fe.imap_addr());
+    c.line();
     let junk = "x".repeat(100_000);
-    write!(
-        w,
+    c.send(&format!(
         "a LOGIN alice@example.com alice-pw\r\nb FROB\r\n\0\x01\x7f junk\r\nc SELECT {{5}}\r\nINBOX\r\n{junk}\r\nd APPEND INBOX {{999999999999}}\r\ne NOOP\r\nf LOGOUT\r\n"
-    )
-    .expect("write");
-    let mut tagged = vec![];
-    loop {
-        line.clear();
-        if r.read_line(&mut line).expect("read") == 0 {
-            break;
-        }
-        let tag = line.split(' ').next().unwrap_or_default();
-        if tag.len() == 1 && tag != "*" && tag != "+" {
-            tagged.push(line.trim_end().to_owned());
-        }
-    }
+    ));
+    let tagged = c.tagged_until_eof();
     let want = ["a OK", "b BAD", "c OK", "d NO [TOOBIG]", "e OK", "f OK"];
     assert_eq!(tagged.len(), want.len(), "{tagged:#?}");
     for (t, w) in tagged.iter().zip(want) {
@@ -551,28 +534,10 @@ fn sigterm_drains_then_says_bye() {
     b.add_account("alice@example.com", "alice-pw")
         .expect("alice");
     let fe = Frontend::start(&b, "    drain_timeout: 2s\n").expect("frontend");
-    let s = std::net::TcpStream::connect(fe.imap_addr()).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let mut r = BufReader::new(s.try_clone().expect("clone"));
-    let mut w = s;
-    let mut line = String::new();
-    let mut tagged = |r: &mut BufReader<std::net::TcpStream>, tag: &str| -> String {
-        loop {
-            line.clear();
-            r.read_line(&mut line).expect("read");
-            if line.is_empty() || line.starts_with(tag) {
-                return line.clone();
-            }
-        }
-    };
-    tagged(&mut r, "* OK");
-    write!(
-        w,
-        "a LOGIN alice@example.com alice-pw\r\nb SELECT INBOX\r\n"
-    )
-    .expect("write");
-    assert!(tagged(&mut r, "b ").starts_with("b OK"));
+    let mut c = Raw::connect(fe.imap_addr());
+    c.until("* OK");
+    c.send("a LOGIN alice@example.com alice-pw\r\nb SELECT INBOX\r\n");
+    assert!(c.until("b ").starts_with("b OK"));
 
     let t = Instant::now();
     fe.terminate();
@@ -585,18 +550,14 @@ fn sigterm_drains_then_says_bye() {
         std::net::TcpStream::connect(fe.imap_addr()).is_err(),
         "new connections are still accepted while draining"
     );
-    write!(w, "c NOOP\r\n").expect("write");
-    assert!(
-        tagged(&mut r, "c ").starts_with("c OK"),
-        "the session goes on"
-    );
-    let bye = tagged(&mut r, "* BYE");
+    c.send("c NOOP\r\n");
+    assert!(c.until("c ").starts_with("c OK"), "the session goes on");
+    let bye = c.until("* BYE");
     assert_eq!(bye, "* BYE Server shutting down; please reconnect.\r\n");
     let waited = t.elapsed();
     assert!(
         waited >= Duration::from_secs(2) && waited < Duration::from_secs(6),
         "goodbye after {waited:?}"
     );
-    line.clear();
-    assert_eq!(r.read_line(&mut line).unwrap_or(0), 0, "closed: {line}");
+    assert_eq!(c.line(), "", "closed");
 }

@@ -2,13 +2,11 @@
 //! whole command set, two sessions on one mailbox, IDLE woken by an LMTP
 //! delivery, curl's `imap://`, and mbsync syncing both ways.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tests::backend::Backend;
-use tests::clients::{lmtp_send, python, require};
+use tests::clients::{Raw, lmtp_send, python, require};
 
 const USER: &str = "alice@example.com";
 const PASS: &str = "alice-pw";
@@ -216,25 +214,13 @@ print('b fetch:', b.fetch('1:*', '(UID)')[1])
 
     // IDLE over a raw socket: the EXISTS must arrive within a second of
     // the delivery.
-    let s = TcpStream::connect(b.imap_addr()).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let mut r = BufReader::new(s.try_clone().expect("clone"));
-    let mut w = s;
-    let mut line = String::new();
-    let mut expect = |r: &mut BufReader<TcpStream>, prefix: &str| -> String {
-        loop {
-            line.clear();
-            r.read_line(&mut line).expect("read");
-            if line.is_empty() || line.starts_with(prefix) {
-                return line.clone();
-            }
-        }
-    };
-    expect(&mut r, "* OK");
-    write!(w, "a LOGIN {USER} {PASS}\r\nb SELECT INBOX\r\nc IDLE\r\n").expect("write");
-    expect(&mut r, "b OK");
-    expect(&mut r, "+ ");
+    let mut c = Raw::connect(b.imap_addr());
+    c.until("* OK");
+    c.send(&format!(
+        "a LOGIN {USER} {PASS}\r\nb SELECT INBOX\r\nc IDLE\r\n"
+    ));
+    c.until("b OK");
+    c.until("+ ");
     let sent = Instant::now();
     assert_eq!(
         lmtp_send(
@@ -245,47 +231,30 @@ print('b fetch:', b.fetch('1:*', '(UID)')[1])
         ),
         ""
     );
-    let exists = expect(&mut r, "* 3 EXISTS");
+    let exists = c.until("* 3 EXISTS");
     let waited = sent.elapsed();
     assert!(exists.starts_with("* 3 EXISTS"), "{exists}");
     assert!(
         waited < Duration::from_secs(1),
         "IDLE woke after {waited:?}"
     );
-    write!(w, "DONE\r\nd LOGOUT\r\n").expect("done");
-    assert!(expect(&mut r, "c ").starts_with("c OK"));
+    c.send("DONE\r\nd LOGOUT\r\n");
+    assert!(c.until("c ").starts_with("c OK"));
 }
 
 /// Bad input gets BAD (or NO [TOOBIG]) and the session goes on.
 #[test]
 fn bad_commands_get_bad_and_the_session_goes_on() {
     let b = backend_with_mail();
-    let s = TcpStream::connect(b.imap_addr()).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let mut r = BufReader::new(s.try_clone().expect("clone"));
-    let mut w = s;
-    let mut line = String::new();
-    r.read_line(&mut line).expect("greeting");
+    let mut c = Raw::connect(b.imap_addr());
+    c.line();
     let deep = format!("{}ALL{}", "(".repeat(200), ")".repeat(200));
-    write!(
-        w,
+    c.send(&format!(
         "a LOGIN {USER} {PASS}\r\nb SELECT INBOX\r\nc FETCH 1:* (BODY[1.2.3.4.5.6.7.8.9])\r\n\
          d FETCH 99 FLAGS\r\ne FROB\r\nf SEARCH ((((ALL))))\r\nF SEARCH {deep}\r\n\
          g APPEND INBOX {{999999999999}}\r\nh UID FETCH 1:* (FLAGS)\r\ni LOGOUT\r\n"
-    )
-    .expect("write");
-    let mut tagged = vec![];
-    loop {
-        line.clear();
-        if r.read_line(&mut line).expect("read") == 0 {
-            break;
-        }
-        let tag = line.split(' ').next().unwrap_or_default();
-        if tag.len() == 1 && tag.chars().all(|c| c.is_ascii_alphabetic()) {
-            tagged.push(line.trim_end().to_owned());
-        }
-    }
+    ));
+    let tagged = c.tagged_until_eof();
     // Nesting past imap-codec's limit is a syntax error, not a stack overflow.
     let starts = [
         "a OK",
@@ -459,22 +428,12 @@ fn starttls_then_login_and_bye_on_sigterm() {
     );
     assert_eq!(out, "True\nOK\nFalse\nOK\n");
 
-    let s = TcpStream::connect(b.imap_addr()).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    let mut r = BufReader::new(s.try_clone().expect("clone"));
-    let mut w = s;
-    write!(w, "a LOGIN {USER} {PASS}\r\nb SELECT INBOX\r\n").expect("write");
-    let mut line = String::new();
-    while !line.starts_with("b ") {
-        line.clear();
-        r.read_line(&mut line).expect("read");
-    }
+    let mut c = Raw::connect(b.imap_addr());
+    c.send(&format!("a LOGIN {USER} {PASS}\r\nb SELECT INBOX\r\n"));
+    let line = c.until("b ");
     assert!(line.starts_with("b OK"), "{line}");
     b.stop();
-    line.clear();
-    r.read_line(&mut line).expect("goodbye");
-    assert_eq!(line, "* BYE Server shutting down.\r\n");
+    assert_eq!(c.line(), "* BYE Server shutting down.\r\n");
 }
 
 /// A session whose selected mailbox another session deletes is told so and
