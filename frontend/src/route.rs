@@ -2,7 +2,9 @@
 //!
 //! Nodes come from the locator (cached like accounts). A node that refused
 //! or timed out is marked down for [`DOWN_FOR`] and skipped while another is
-//! up; the next node is tried within the same login. The chosen node gets a
+//! up; the next node is tried within the same login, and when every cached
+//! node failed, the directory is asked once for nodes the cache does not
+//! know yet (one added within the cache's ttl). The chosen node gets a
 //! PROXY v2 header first, so the backend logs and limits the real client.
 
 use std::collections::HashMap;
@@ -16,6 +18,14 @@ use tokio::net::TcpStream;
 
 /// How long a node that failed a connect is avoided.
 pub const DOWN_FOR: Duration = Duration::from_secs(10);
+
+/// A node's address for `service`, if it offers it.
+fn address(n: &locator::Node, service: Service) -> Option<&str> {
+    match service {
+        Service::Pop3 => n.pop3.as_deref(),
+        Service::Imap => n.imap.as_deref(),
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
@@ -83,16 +93,42 @@ impl Router {
             }
             Err(e) => return Err(RouteError::Unavailable(e.to_string())),
         };
+        let mut tried = Vec::new();
+        let first = self.try_nodes(&cluster, service, client, &mut tried).await;
+        if first.is_ok() || tried.is_empty() {
+            return first;
+        }
+        // Every node the cache knew failed. It may predate a node added
+        // since (ttl): ask the directory itself once for nodes not tried.
+        match self.locator.directory().cluster(&account.cluster).await {
+            Ok(Some(fresh))
+                if fresh
+                    .nodes
+                    .iter()
+                    .filter_map(|n| address(n, service))
+                    .any(|a| !tried.iter().any(|t| t == a)) =>
+            {
+                tracing::info!(cluster = %fresh.id, "cached nodes all failed; trying the directory's");
+                self.try_nodes(&fresh, service, client, &mut tried).await
+            }
+            _ => first,
+        }
+    }
+
+    /// Tries the nodes of `cluster` not in `tried`, healthy ones first,
+    /// spreading sessions over them; adds each address it tries.
+    async fn try_nodes(
+        &self,
+        cluster: &locator::Cluster,
+        service: Service,
+        client: SocketAddr,
+        tried: &mut Vec<String>,
+    ) -> Result<Routed, RouteError> {
         let mut candidates: Vec<(&str, &str)> = cluster
             .nodes
             .iter()
-            .filter_map(|n| {
-                let addr = match service {
-                    Service::Pop3 => n.pop3.as_deref(),
-                    Service::Imap => n.imap.as_deref(),
-                }?;
-                Some((n.id.as_str(), addr))
-            })
+            .filter_map(|n| Some((n.id.as_str(), address(n, service)?)))
+            .filter(|(_, a)| !tried.iter().any(|t| t == a))
             .collect();
         if candidates.is_empty() {
             return Err(RouteError::Unavailable(format!(
@@ -107,6 +143,7 @@ impl Router {
         candidates.sort_by_key(|(_, addr)| self.is_down(addr));
         let mut last = String::new();
         for (node, addr) in candidates {
+            tried.push(addr.to_owned());
             let started = Instant::now();
             let attempt = tokio::time::timeout(self.connect_timeout, self.open(addr)).await;
             let secs = started.elapsed().as_secs_f64();
