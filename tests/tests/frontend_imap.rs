@@ -293,7 +293,7 @@ fn bad_input_before_login() {
     let mut line = String::new();
     r.read_line(&mut line).expect("greeting");
     assert!(line.starts_with("* OK [CAPABILITY IMAP4rev1"), "{line}");
-    let long = "x".repeat(20_000);
+    let long = "x".repeat(100_000);
     write!(
         w,
         "a LOGIN {{99999999}}\r\n\0\x01garbage\r\n{long}\r\nb SELECT INBOX\r\nc LOGIN \"unterminated\r\nd NOOP\r\n"
@@ -560,4 +560,23 @@ fn sigterm_drains_then_says_bye() {
         "goodbye after {waited:?}"
     );
     assert_eq!(c.line(), "", "closed");
+}
+
+/// ID with thirty 1,000-byte values (RFC 2971's limits) is a 31 KB line:
+/// answered, not taken for garbage; a line over 64 KiB gets BAD, and the
+/// session goes on.
+#[test]
+fn long_id_before_login_is_answered() {
+    let b = Backend::start().expect("backend");
+    let fe = Frontend::start(&b, "").expect("frontend");
+    let mut c = Raw::connect(fe.imap_addr());
+    c.line();
+    let pairs: Vec<String> = (0..30)
+        .map(|i| format!("\"k{i}\" \"{}\"", "v".repeat(1000)))
+        .collect();
+    c.send(&format!("a ID ({})\r\n", pairs.join(" ")));
+    assert!(c.until("a ").starts_with("a OK"));
+    c.send(&format!("b {}\r\nc NOOP\r\n", "x".repeat(70_000)));
+    assert_eq!(c.line(), "* BAD Line too long.\r\n");
+    assert!(c.until("c ").starts_with("c OK"));
 }

@@ -3,6 +3,9 @@
 
 /// Longest tag, user name or password accepted.
 pub const MAX_ITEM: usize = 1024;
+/// ID's parameter list: RFC 2971 allows 30 fields of 30-byte names and
+/// 1,024-byte values.
+pub const MAX_ID: usize = 32 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -74,7 +77,7 @@ pub fn parse(line: &[u8]) -> Parsed {
         "NOOP" if args.is_empty() => Command::Noop,
         "LOGOUT" if args.is_empty() => Command::Logout,
         "STARTTLS" if args.is_empty() => Command::StartTls,
-        "ID" if !args.is_empty() && args.len() <= MAX_ITEM => {
+        "ID" if !args.is_empty() && args.len() <= MAX_ID => {
             Command::Id(String::from_utf8_lossy(args).into_owned())
         }
         "LOGIN" => {

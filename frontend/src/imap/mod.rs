@@ -20,7 +20,9 @@ use crate::Frontend;
 use crate::login::Refused;
 use crate::route::Service;
 
-const MAX_LINE: usize = 8192;
+/// Before login: ID with many fields is the longest legitimate line
+/// (RFC 2971 allows 30 pairs of 1024-byte values); the backend's limit.
+const MAX_LINE: usize = 64 * 1024;
 const MAX_COMMANDS: u32 = 30;
 const MAX_FAILURES: u32 = 3;
 
@@ -103,6 +105,10 @@ impl Session<'_> {
                 l = self.read_command(&mut reader, &mut stream) => l,
             };
             let Some(line) = line else { return };
+            let Some(line) = line else {
+                self.say("* BAD Line too long.");
+                continue;
+            };
             let after = match parse(&line) {
                 Parsed::Bad { tag, why } => {
                     let tag = tag.unwrap_or_else(|| "*".into());
@@ -145,23 +151,24 @@ impl Session<'_> {
         let _ = self.flush(&mut stream).await;
     }
 
-    /// A command line with its literals inlined (`{n}\r\n<bytes>`), or
-    /// `None` when the client is gone or too slow.
+    /// A command line with its literals inlined (`{n}\r\n<bytes>`)
+    /// (`Some(None)`: a line over [`MAX_LINE`], already skipped), or `None`
+    /// when the client is gone or too slow.
     async fn read_command(
         &mut self,
         reader: &mut LineReader,
         stream: &mut Stream,
-    ) -> Option<Vec<u8>> {
+    ) -> Option<Option<Vec<u8>>> {
         let timeout = self.fe.limits.login_timeout;
         let mut line = Vec::new();
         for _ in 0..4 {
             match tokio::time::timeout(timeout, reader.read_line(stream)).await {
                 Ok(Ok(Line::Line(l))) => line.extend_from_slice(l),
-                Ok(Ok(Line::TooLong)) => return Some(b"* TOOLONG".to_vec()),
+                Ok(Ok(Line::TooLong)) => return Some(None),
                 _ => return None,
             }
             let Parsed::NeedLiteral { size, sync, .. } = parse(&line) else {
-                return Some(line);
+                return Some(Some(line));
             };
             if sync {
                 self.out.extend_from_slice(b"+ Ready for literal data\r\n");
@@ -175,7 +182,7 @@ impl Session<'_> {
             line.extend_from_slice(b"\r\n");
             line.extend_from_slice(&literal);
         }
-        Some(line)
+        Some(Some(line))
     }
 
     fn say(&mut self, line: &str) {

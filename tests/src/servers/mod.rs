@@ -342,6 +342,21 @@ pub(crate) fn unique_name(prefix: &str) -> String {
 /// before the server binds it; the server then fails to start, with a log
 /// that says so.
 pub(crate) fn free_port() -> anyhow::Result<u16> {
+    // Below Linux's ephemeral range (32768 up): a port the kernel picked
+    // for us could, between our check and the server's bind, be taken by
+    // the local end of any test's outgoing connection (a test makes
+    // thousands). Spread by process and a counter so that parallel tests
+    // and test binaries do not try the same ports.
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = 20_000 + (std::process::id() % 97) * 120;
+    for _ in 0..200 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = u16::try_from(base + n % (32_000 - base)).unwrap_or(20_000);
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return Ok(port);
+        }
+    }
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("bind 127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
 }
