@@ -26,18 +26,37 @@ const SMALL: usize = 2 * 1024;
 const LARGE: usize = 16 * 1024;
 
 /// How a splice ends when the frontend drains.
-pub struct Drain<'a> {
+struct Drain<'a> {
     /// Cancelled at the drain deadline.
-    pub deadline: &'a CancellationToken,
+    deadline: &'a CancellationToken,
     /// What to tell the client then, e.g. `* BYE ...\r\n`.
-    pub goodbye: &'a [u8],
+    goodbye: &'a [u8],
 }
 
 /// A response boundary is assumed after this long without a byte.
 const QUIET: Duration = Duration::from_millis(200);
 
+/// The logged-in part of a proxied session, for every protocol: splices
+/// until it ends, then counts its bytes and logs it.
+pub async fn proxy(
+    fe: &crate::Frontend,
+    client: &mut Stream,
+    backend: &mut TcpStream,
+    goodbye: &[u8],
+    user: &shared::Address,
+    node: &str,
+) {
+    let drain = Drain {
+        deadline: &fe.drain_deadline,
+        goodbye,
+    };
+    let (up, down) = both_ways(client, backend, fe.limits.idle_timeout, drain).await;
+    fe.metrics.bytes(up, down);
+    tracing::info!(%user, node, up, down, "session ended");
+}
+
 /// Returns (client to backend, backend to client) bytes.
-pub async fn both_ways(
+async fn both_ways(
     client: &mut Stream,
     backend: &mut TcpStream,
     idle: Duration,

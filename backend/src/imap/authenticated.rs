@@ -108,18 +108,12 @@ impl Session<'_> {
         }
     }
 
-    /// Opens a mailbox handle, telling "no such mailbox" apart.
+    /// The node's handle of a mailbox; a cached one costs no I/O, and the
+    /// store tells a mailbox that does not exist apart.
     pub(super) async fn open_mailbox(&self, name: &str) -> Result<Arc<OpenMailbox>, OpenError> {
         let Some(user) = &self.user else {
             return Err(OpenError::Store(StoreError::NoSuchMailbox(name.to_owned())));
         };
-        let n = name.to_owned();
-        let exists = user
-            .run(move |store| store.mailbox_dir(&n).map(|d| d.join("cur").is_dir()))
-            .await??;
-        if !exists {
-            return Err(OpenError::Store(StoreError::NoSuchMailbox(name.to_owned())));
-        }
         user.mailbox(name).await
     }
 

@@ -3,7 +3,7 @@
 //! ([`crate::store::Mailbox::highest_modseq`]); FETCH, STORE, SELECT and the
 //! untagged updates use them where those commands are implemented.
 
-use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
+use imap_codec::imap_types::sequence::SequenceSet;
 
 use super::respond;
 use super::session::Session;
@@ -34,56 +34,13 @@ impl Session<'_> {
     }
 }
 
-/// UIDs as a compact set: `1:3,5,7:8`.
-pub(super) fn uid_set(uids: &[u32]) -> String {
-    let mut out = String::new();
-    let mut i = 0;
-    while i < uids.len() {
-        let start = uids[i];
-        let mut end = start;
-        while i + 1 < uids.len() && uids[i + 1] == end.wrapping_add(1) {
-            i += 1;
-            end = uids[i];
-        }
-        if !out.is_empty() {
-            out.push(',');
-        }
-        if start == end {
-            out.push_str(&start.to_string());
-        } else {
-            out.push_str(&format!("{start}:{end}"));
-        }
-        i += 1;
-    }
-    out
-}
-
-/// The ranges of a UID set, `*` being `max`, each low to high.
-fn ranges(set: &SequenceSet, max: u32) -> Vec<(u32, u32)> {
-    let value = |s: &SeqOrUid| match s {
-        SeqOrUid::Value(v) => v.get(),
-        SeqOrUid::Asterisk => max,
-    };
-    set.0
-        .as_ref()
-        .iter()
-        .map(|s| match s {
-            Sequence::Single(a) => (value(a), value(a)),
-            Sequence::Range(a, b) => {
-                let (a, b) = (value(a), value(b));
-                (a.min(b), a.max(b))
-            }
-        })
-        .collect()
-}
-
 /// The UIDs of `set` (all, if `None`) expunged after `modseq`, ascending.
 /// When the store no longer remembers expunges that old, every UID of the
 /// set below UIDNEXT that does not exist (RFC 7162 §3.2.5.1 allows it;
 /// clients ignore UIDs they never knew). Blocking: the caller holds the lock.
 pub(super) fn vanished(mb: &Mailbox, modseq: u64, set: Option<&SequenceSet>) -> Vec<u32> {
     let max = mb.next_uid().saturating_sub(1);
-    let within = set.map(|s| ranges(s, max));
+    let within: Option<Vec<(u32, u32)>> = set.map(|s| super::search::ranges(s, max).collect());
     let inside = |u: u32| {
         within
             .as_ref()
@@ -115,7 +72,7 @@ pub(super) fn write_vanished(out: &mut Vec<u8>, uids: &[u32], earlier: bool) {
     if earlier {
         out.extend_from_slice(b"(EARLIER) ");
     }
-    out.extend_from_slice(uid_set(uids).as_bytes());
+    out.extend_from_slice(respond::sequence_set(uids.iter().copied()).as_bytes());
     out.extend_from_slice(b"\r\n");
 }
 
@@ -123,13 +80,6 @@ pub(super) fn write_vanished(out: &mut Vec<u8>, uids: &[u32], earlier: bool) {
 mod tests {
     use super::*;
     use imap_codec::imap_types::sequence::SequenceSet;
-
-    #[test]
-    fn uid_sets_compress_runs() {
-        assert_eq!(uid_set(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
-        assert_eq!(uid_set(&[4]), "4");
-        assert_eq!(uid_set(&[]), "");
-    }
 
     #[test]
     fn vanished_falls_back_to_what_is_missing() {

@@ -9,6 +9,7 @@ use imap_codec::imap_types::mailbox::Mailbox as MailboxArg;
 use imap_codec::imap_types::sequence::SequenceSet;
 
 use super::authenticated::mailbox_name;
+use super::respond;
 use super::selected::{out_of_range, resolve};
 use super::session::{Flow, Session};
 use crate::accounts::{OpenError, OpenMailbox};
@@ -57,36 +58,6 @@ fn copy_messages(
     dest.add_recent(pairs.iter().map(|p| p.1));
     dest.changed();
     Ok((pairs, v))
-}
-
-/// `1:3,7` for COPYUID and ESEARCH ALL (ascending input).
-pub(super) fn uid_set(uids: impl Iterator<Item = u32>) -> String {
-    let mut out = String::new();
-    let mut run: Option<(u32, u32)> = None;
-    let flush = |out: &mut String, (a, b): (u32, u32)| {
-        if !out.is_empty() {
-            out.push(',');
-        }
-        if a == b {
-            out.push_str(&a.to_string());
-        } else {
-            out.push_str(&format!("{a}:{b}"));
-        }
-    };
-    for u in uids {
-        run = match run {
-            Some((a, b)) if u == b + 1 => Some((a, u)),
-            Some(r) => {
-                flush(&mut out, r);
-                Some((u, u))
-            }
-            None => Some((u, u)),
-        };
-    }
-    if let Some(r) = run {
-        flush(&mut out, r);
-    }
-    out
 }
 
 impl Session<'_> {
@@ -151,8 +122,8 @@ impl Session<'_> {
         } else {
             format!(
                 "[COPYUID {validity} {} {}] ",
-                uid_set(pairs.iter().map(|p| p.0)),
-                uid_set(pairs.iter().map(|p| p.1))
+                respond::sequence_set(pairs.iter().map(|p| p.0)),
+                respond::sequence_set(pairs.iter().map(|p| p.1))
             )
         };
         if is_move {
@@ -168,15 +139,5 @@ impl Session<'_> {
         }
         self.refresh(false).await;
         self.ok(tag, &format!("{code}{what} completed."))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn uid_sets_compress_runs() {
-        assert_eq!(super::uid_set([1, 2, 3, 5, 7, 8].into_iter()), "1:3,5,7:8");
-        assert_eq!(super::uid_set([4].into_iter()), "4");
-        assert_eq!(super::uid_set(std::iter::empty()), "");
     }
 }

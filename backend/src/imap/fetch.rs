@@ -15,7 +15,6 @@
 //! response that carries FLAGS carries MODSEQ too.
 
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
 
 use imap_codec::imap_types::IntoStatic;
 use imap_codec::imap_types::command::FetchModifier;
@@ -265,6 +264,7 @@ fn fetch_batch(
     out: &mut Vec<u8>,
 ) -> std::io::Result<(usize, Vec<(u32, u32)>)> {
     let wants_envelope = plan.iter().any(|i| matches!(i, Item::Envelope));
+    let wants_date = plan.iter().any(|i| matches!(i, Item::InternalDate));
     // Only the envelope needs the file: a cached one spares the read.
     let needs_body = plan
         .iter()
@@ -308,7 +308,12 @@ fn fetch_batch(
                 continue;
             }
             let size = g.vsize(t.uid).unwrap_or(m.size);
-            let mtime = g.internal_date(&m);
+            // A stat per message, so only when asked (and then remembered).
+            let mtime = if wants_date {
+                g.internal_date_of(t.uid).unwrap_or(0)
+            } else {
+                0
+            };
             let bits = super::view::info_bits(&m.info);
             (g.path(&m), size, mtime, bits, m.modseq)
         };
@@ -355,10 +360,7 @@ fn fetch_batch(
                 Item::ModSeq => write_modseq(out, modseq),
                 Item::InternalDate => {
                     out.extend_from_slice(b"INTERNALDATE ");
-                    let secs = mtime
-                        .duration_since(UNIX_EPOCH)
-                        .map_or(0, |d| d.as_secs() as i64);
-                    internal_date(out, secs);
+                    internal_date(out, mtime);
                 }
                 Item::Size => {
                     out.extend_from_slice(b"RFC822.SIZE ");

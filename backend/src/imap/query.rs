@@ -4,7 +4,6 @@
 //! the header or the text.
 
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
 
 use imap_codec::imap_types::extensions::sort::SortCriterion;
 use imap_codec::imap_types::extensions::thread::ThreadingAlgorithm;
@@ -28,7 +27,8 @@ struct Msg<'a> {
     bits: u32,
     recent: bool,
     size: u64,
-    date: i64,
+    /// INTERNALDATE, read when first asked.
+    date: std::cell::OnceCell<i64>,
     /// The message, CRLF, once a key needed it; empty if unreadable.
     body: Option<Vec<u8>>,
 }
@@ -74,7 +74,10 @@ impl Candidate for Msg<'_> {
         self.size
     }
     fn internal_date(&self) -> i64 {
-        self.date
+        // A stat of the file the first time a key or sort asks.
+        *self
+            .date
+            .get_or_init(|| self.mb.lock().internal_date_of(self.uid).unwrap_or(0))
     }
     fn modseq(&self) -> u64 {
         self.mb.lock().get(self.uid).map_or(1, |m| m.modseq)
@@ -122,14 +125,11 @@ fn run_query(
     let mut sortable = Vec::new();
     let mut threadable = Vec::new();
     for (seq, u, bits, recent) in messages {
-        let (size, date) = {
+        let size = {
             let mut g = mb.lock();
-            let Some(m) = g.get(u).cloned() else { continue };
-            let date = g
-                .internal_date(&m)
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
-            (g.vsize(u).unwrap_or(m.size), date)
+            let Some(m) = g.get(u) else { continue };
+            let size = m.size;
+            g.vsize(u).unwrap_or(size)
         };
         let mut msg = Msg {
             mb,
@@ -139,7 +139,7 @@ fn run_query(
             bits,
             recent,
             size,
-            date,
+            date: std::cell::OnceCell::new(),
             body: None,
         };
         if !search::matches_all(keys, &mut msg, &ctx) {
@@ -175,7 +175,7 @@ fn run_query(
                     message_id: first("Message-ID").map(|s| s.trim().to_owned()),
                     references,
                     subject: first("Subject").unwrap_or_default(),
-                    date: p.sent_date().unwrap_or(date),
+                    date: p.sent_date().unwrap_or_else(|| msg.internal_date()),
                     seq,
                 };
                 threadable.push(input);
@@ -344,7 +344,7 @@ fn esearch(out: &mut Vec<u8>, tag: &str, uid: bool, r: SearchReturn, hits: &[u32
     }
     if r.all && !hits.is_empty() {
         out.extend_from_slice(b" ALL ");
-        out.extend_from_slice(super::copy::uid_set(hits.iter().copied()).as_bytes());
+        out.extend_from_slice(respond::sequence_set(hits.iter().copied()).as_bytes());
     }
 }
 
@@ -385,7 +385,7 @@ fn esort(out: &mut Vec<u8>, tag: &str, uid: bool, r: SearchReturn, ids: &[u32]) 
     }
     if r.all && !ids.is_empty() {
         out.extend_from_slice(b" ALL ");
-        out.extend_from_slice(super::copy::uid_set(ids.iter().copied()).as_bytes());
+        out.extend_from_slice(respond::sequence_set(ids.iter().copied()).as_bytes());
     }
 }
 

@@ -120,6 +120,37 @@ pub fn system_flags(out: &mut Vec<u8>, f: &Flags, recent: bool) {
     }
 }
 
+/// A sequence set with runs joined, `1:3,7`, for COPYUID and ESEARCH
+/// (in the order given: ESORT's ALL keeps its sort order).
+pub fn sequence_set(uids: impl Iterator<Item = u32>) -> String {
+    let mut out = String::new();
+    let mut run: Option<(u32, u32)> = None;
+    let flush = |out: &mut String, (a, b): (u32, u32)| {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if a == b {
+            out.push_str(&a.to_string());
+        } else {
+            out.push_str(&format!("{a}:{b}"));
+        }
+    };
+    for u in uids {
+        run = match run {
+            Some((a, b)) if u == b + 1 => Some((a, u)),
+            Some(r) => {
+                flush(&mut out, r);
+                Some((u, u))
+            }
+            None => Some((u, u)),
+        };
+    }
+    if let Some(r) = run {
+        flush(&mut out, r);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +182,12 @@ mod tests {
             "\\Seen \\Flagged \\Deleted \\Recent $Forwarded"
         );
         assert_eq!(s(|o| system_flags(o, &Flags::default(), false)), "");
+    }
+
+    #[test]
+    fn sequence_sets_join_runs() {
+        assert_eq!(sequence_set([1, 2, 3, 5, 7, 8].into_iter()), "1:3,5,7:8");
+        assert_eq!(sequence_set([4].into_iter()), "4");
+        assert_eq!(sequence_set(std::iter::empty()), "");
     }
 }

@@ -24,20 +24,9 @@ pub(super) fn resolve(uids: &[u32], set: &SequenceSet, uid: bool) -> Vec<usize> 
         return Vec::new();
     }
     let max = if uid { uids[n - 1] } else { n as u32 };
-    let value = |s: &SeqOrUid| match s {
-        SeqOrUid::Value(v) => v.get(),
-        SeqOrUid::Asterisk => max,
-    };
     let mut picked = vec![false; n];
     let mut any = false;
-    for seq in set.0.as_ref() {
-        let (a, b) = match seq {
-            Sequence::Single(s) => (value(s), value(s)),
-            Sequence::Range(x, y) => {
-                let (x, y) = (value(x), value(y));
-                (x.min(y), x.max(y))
-            }
-        };
+    for (a, b) in super::search::ranges(set, max) {
         let (lo, hi) = if uid {
             (
                 uids.partition_point(|u| *u < a),
@@ -424,7 +413,7 @@ impl Session<'_> {
         if modified.is_empty() {
             self.ok(tag, "STORE completed.")
         } else {
-            let set = super::condstore::uid_set(&modified);
+            let set = respond::sequence_set(modified.iter().copied());
             self.ok(tag, &format!("[MODIFIED {set}] Conditional STORE failed."))
         }
     }

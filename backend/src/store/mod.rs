@@ -161,7 +161,8 @@ impl AccountStore {
     /// Opens (and syncs) a mailbox; blocking.
     pub fn open_mailbox(&self, name: &str) -> Result<Mailbox, StoreError> {
         let dir = self.mailbox_dir(name)?;
-        if !path::is_inbox(name) && !dir.is_dir() {
+        // A level without a Maildir of its own (\Noselect) is no mailbox.
+        if !path::is_inbox(name) && !dir.join("cur").is_dir() {
             return Err(StoreError::NoSuchMailbox(name.to_owned()));
         }
         Mailbox::open(&dir).map_err(|e| StoreError::io(&dir, e))

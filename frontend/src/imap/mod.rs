@@ -360,18 +360,8 @@ impl Session<'_> {
         if !pipelined.is_empty() && backend.write_all(&pipelined).await.is_err() {
             return After::Done;
         }
-        let (up, down) = crate::splice::both_ways(
-            stream,
-            &mut backend,
-            fe.limits.idle_timeout,
-            crate::splice::Drain {
-                deadline: &fe.drain_deadline,
-                goodbye: b"* BYE Server shutting down; please reconnect.\r\n",
-            },
-        )
-        .await;
-        fe.metrics.bytes(up, down);
-        tracing::info!(user = %account.address, node, up, down, "session ended");
+        let goodbye = b"* BYE Server shutting down; please reconnect.\r\n";
+        crate::splice::proxy(fe, stream, &mut backend, goodbye, &account.address, &node).await;
         After::Done
     }
 }

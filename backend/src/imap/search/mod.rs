@@ -207,15 +207,22 @@ pub fn needs_content(keys: &[SearchKey<'_>]) -> bool {
 /// A range may be written in either order, and `*` is `max` even below the
 /// other end: `UID 10:*` with 5 as the highest UID matches UID 5.
 pub fn in_set(set: &SequenceSet, n: u32, max: u32) -> bool {
-    let resolve = |v: &SeqOrUid| match v {
+    ranges(set, max).any(|(a, b)| (a..=b).contains(&n))
+}
+
+/// The ranges of a sequence set, each low to high, `*` standing for `max`
+/// (so `10:*` with `max` 5 is `5..=10`): the one reading of a set that
+/// SEARCH, FETCH/STORE/COPY and QRESYNC share.
+pub fn ranges(set: &SequenceSet, max: u32) -> impl Iterator<Item = (u32, u32)> + '_ {
+    let resolve = move |v: &SeqOrUid| match v {
         SeqOrUid::Value(v) => v.get(),
         SeqOrUid::Asterisk => max,
     };
-    set.0.as_ref().iter().any(|seq| match seq {
-        Sequence::Single(v) => resolve(v) == n,
+    set.0.as_ref().iter().map(move |seq| match seq {
+        Sequence::Single(v) => (resolve(v), resolve(v)),
         Sequence::Range(a, b) => {
             let (a, b) = (resolve(a), resolve(b));
-            (a.min(b)..=a.max(b)).contains(&n)
+            (a.min(b), a.max(b))
         }
     })
 }

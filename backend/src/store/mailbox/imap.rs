@@ -50,6 +50,21 @@ impl Mailbox {
             .unwrap_or(SystemTime::UNIX_EPOCH)
     }
 
+    /// INTERNALDATE of message `uid` as unix seconds, remembered in the
+    /// index so the file is `stat`ed once, not at every FETCH or SEARCH.
+    pub fn internal_date_of(&mut self, uid: u32) -> Option<i64> {
+        let i = self.messages.binary_search_by_key(&uid, |m| m.uid).ok()?;
+        if let Some(t) = self.messages[i].mtime {
+            return Some(t);
+        }
+        let secs = self
+            .internal_date(&self.messages[i])
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        self.messages[i].mtime = Some(secs);
+        Some(secs)
+    }
+
     /// IMAP COPY (and the first half of MOVE): puts the messages `uids` (in
     /// that order; missing ones skipped) into `dest` under new names with
     /// the same info letters and mtime, hard-linked where the filesystem
