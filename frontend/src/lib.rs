@@ -17,6 +17,7 @@ pub mod imap;
 pub mod login;
 pub mod penalty;
 pub mod pop3;
+pub mod queue;
 pub mod route;
 mod splice;
 
