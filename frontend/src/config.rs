@@ -37,6 +37,10 @@ pub struct FrontendConfig {
     pub listen: Listen,
     #[serde(default)]
     pub limits: Limits,
+    /// The durable mail queue (spool directory, retries, smarthost); needed
+    /// by the SMTP listeners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<crate::queue::QueueConfig>,
     /// How often every backend node is health-checked (0s: never; routing
     /// then learns of dead nodes from failed connects only).
     #[serde(default = "default_health_interval", with = "shared::config::duration")]
@@ -133,6 +137,9 @@ impl Validate for FrontendConfig {
         }
         if l.pop3s.is_some() && self.tls.is_none() {
             p.push(&join(at, "listen"), "pop3s", "needs a `tls` section");
+        }
+        if let Some(q) = &self.queue {
+            q.validate(&join(at, "queue"), p);
         }
         if self.limits.max_connections == 0 || self.limits.max_per_ip == 0 {
             p.push(

@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::FrontendConfig;
 use crate::imap::ImapProxy;
 use crate::pop3::Pop3Proxy;
+use crate::queue::Queue;
 use crate::route::Router;
 use crate::{Frontend, FrontendMetrics};
 
@@ -104,6 +105,20 @@ pub async fn run(
             bound.push((name, l));
         }
     }
+    // The queue opens (and recovers its spool) before anything listens; it
+    // stops after the sessions drained, so none is cut off mid-`accept`.
+    let queue = match &cfg.queue {
+        Some(q) => Some(
+            Queue::open(q, fe.router.clone(), &host_name(), &mut registry)
+                .await
+                .map_err(setup)?,
+        ),
+        None => None,
+    };
+    let queue_stop = CancellationToken::new();
+    let queue_task = queue
+        .clone()
+        .map(|q| tokio::spawn(q.run(queue_stop.clone())));
     let tracker = TaskTracker::new();
     let health = Health::new();
     let sessions = CancellationToken::new();
@@ -170,5 +185,18 @@ pub async fn run(
             tracing::warn!("sessions still open after the drain; exiting anyway");
         }
     }
+    queue_stop.cancel();
+    if let Some(t) = queue_task {
+        let _ = t.await;
+    }
     Ok(())
+}
+
+/// The name the queue says in LHLO/EHLO and signs DSNs with.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }

@@ -277,3 +277,235 @@ async fn every_recipient_refused_is_a_permanent_refusal() {
     assert_eq!(spool_entries(spool.path()), 0);
     q.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_failures_bounce_to_the_sender_mailbox() {
+    let b1 = Backend::start().unwrap();
+    b1.add_account_on("sender@example.com", "pw", "c1").unwrap();
+    b1.add_account_on("alice@example.com", "pw", "c1").unwrap();
+    b1.add_account_on("full@example.com", "pw", "c1").unwrap();
+    b1.tandem_ok(&["account", "quota", "full@example.com", "10"])
+        .unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let q = Running::start(&b1, config(spool.path())).await;
+    let env = envelope(
+        "sender@example.com",
+        vec![
+            local("alice@example.com", "c1"),
+            local("nobody@example.com", "c1"),
+            local("full@example.com", "c1"),
+        ],
+    );
+    let accepted = q
+        .queue
+        .accept(env, message("partly bounced"))
+        .await
+        .unwrap();
+    assert_eq!(accepted.recipients[0], Disposition::Delivered);
+    assert!(
+        matches!(&accepted.recipients[1], Disposition::Failed { reply } if reply.starts_with("550 5.1.1")),
+        "{:?}",
+        accepted.recipients
+    );
+    assert!(
+        matches!(&accepted.recipients[2], Disposition::Failed { reply } if reply.starts_with("552 5.2.2")),
+        "{:?}",
+        accepted.recipients
+    );
+    eventually("the DSN in the sender's mailbox", 10, || {
+        inbox(&b1, "sender@example.com").len() == 1
+    })
+    .await;
+    let dsn = &inbox_text(&b1, "sender@example.com")[0];
+    for want in [
+        "From: Mail Delivery System <MAILER-DAEMON@mx.test>",
+        "report-type=delivery-status",
+        "Final-Recipient: rfc822; nobody@example.com\nAction: failed\nStatus: 5.1.1\n",
+        "Final-Recipient: rfc822; full@example.com\nAction: failed\nStatus: 5.2.2\n",
+        "Diagnostic-Code: smtp; 552 5.2.2",
+        "Content-Type: text/rfc822-headers",
+        "Subject: partly bounced",
+    ] {
+        assert!(dsn.contains(want), "missing {want:?} in DSN:\n{dsn}");
+    }
+    // The backend saw the null sender for the DSN.
+    assert!(dsn.contains("Return-Path: <>"), "{dsn}");
+    assert!(
+        q.metrics().contains("tandem_queue_dsns_total 1"),
+        "{}",
+        q.metrics()
+    );
+
+    // A bounce never gets a bounce: the null sender's failures are dropped.
+    let env = envelope(
+        "",
+        vec![
+            local("alice@example.com", "c1"),
+            local("nobody@example.com", "c1"),
+        ],
+    );
+    let accepted = q.queue.accept(env, message("a bounce")).await.unwrap();
+    assert_eq!(accepted.recipients[0], Disposition::Delivered);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(q.metrics().contains("tandem_queue_dsns_total 1"));
+    assert_eq!(spool_entries(spool.path()), 0);
+    q.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifetime_expiry_sends_a_dsn() {
+    let b1 = Backend::start().unwrap();
+    let mut b2 = Backend::start_beside(&b1, "c2", "n2").unwrap();
+    b1.add_account_on("sender@example.com", "pw", "c1").unwrap();
+    b1.add_account_on("bob@example.com", "pw", "c2").unwrap();
+    b2.kill();
+    let spool = tempfile::tempdir().unwrap();
+    let mut cfg = config(spool.path());
+    cfg.lifetime = Duration::from_secs(4);
+    let q = Running::start(&b1, cfg).await;
+    let env = envelope("sender@example.com", vec![local("bob@example.com", "c2")]);
+    let accepted = q.queue.accept(env, message("never arrives")).await.unwrap();
+    assert_eq!(accepted.recipients, vec![Disposition::Queued]);
+    eventually("the expiry DSN", 20, || {
+        inbox(&b1, "sender@example.com").len() == 1
+    })
+    .await;
+    let dsn = &inbox_text(&b1, "sender@example.com")[0];
+    assert!(
+        dsn.contains("Final-Recipient: rfc822; bob@example.com\nAction: failed\nStatus: 4.4.7\n"),
+        "{dsn}"
+    );
+    assert!(dsn.contains("Delivery time expired"), "{dsn}");
+    assert!(dsn.contains("cluster c2"), "the last error is told: {dsn}");
+    eventually("the spool emptied", 10, || spool_entries(spool.path()) == 0).await;
+    q.stop().await;
+    b2.restart().unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(inbox(&b2, "bob@example.com").is_empty());
+}
+
+/// A config file for `tandem queue` naming the spool.
+fn cli_config(b: &Backend, spool: &Path) -> tempfile::NamedTempFile {
+    let text = format!(
+        "locator:\n  sql:\n    url: sqlite://{db}\n\
+         frontend:\n  backend_login:\n    identity: x\n    secret: y\n  listen:\n    imap: 127.0.0.1:1\n  queue:\n    dir: {dir}\n",
+        db = b.locator_db().display(),
+        dir = spool.display()
+    );
+    let f = tempfile::NamedTempFile::new().expect("temp config");
+    std::fs::write(f.path(), text).expect("write config");
+    f
+}
+
+fn tandem_json(config: &Path, args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(tests::backend::tandem_bin())
+        .arg("--config")
+        .arg(config)
+        .arg("--json")
+        .args(args)
+        .output()
+        .expect("run tandem");
+    assert!(
+        out.status.success(),
+        "tandem {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON output")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tandem_queue_list_retry_delete() {
+    let b1 = Backend::start().unwrap();
+    let mut b2 = Backend::start_beside(&b1, "c2", "n2").unwrap();
+    b1.add_account_on("bob@example.com", "pw", "c2").unwrap();
+    b1.add_account_on("carol@example.com", "pw", "c2").unwrap();
+    b2.kill();
+    let spool = tempfile::tempdir().unwrap();
+    let cfg_file = cli_config(&b1, spool.path());
+    let mut cfg = config(spool.path());
+    // Retries far apart: only `retry` makes them happen in this test.
+    cfg.retry_min = Duration::from_secs(3600);
+    cfg.retry_max = Duration::from_secs(3600);
+    let q = Running::start(&b1, cfg.clone()).await;
+    let first = q
+        .queue
+        .accept(
+            envelope("sender@example.org", vec![local("bob@example.com", "c2")]),
+            message("to retry"),
+        )
+        .await
+        .unwrap();
+    let second = q
+        .queue
+        .accept(
+            envelope("sender@example.org", vec![local("carol@example.com", "c2")]),
+            message("to delete"),
+        )
+        .await
+        .unwrap();
+
+    let list = tandem_json(cfg_file.path(), &["queue", "list"]);
+    let list = list.as_array().expect("a list");
+    assert_eq!(list.len(), 2, "{list:?}");
+    let entry = list
+        .iter()
+        .find(|e| e["id"] == first.id.as_str())
+        .expect("the first message listed");
+    assert_eq!(entry["sender"], "sender@example.org");
+    assert_eq!(entry["pending"], serde_json::json!(["bob@example.com"]));
+    assert_eq!(entry["attempts"], 1);
+    assert!(
+        entry["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("c2")),
+        "{entry}"
+    );
+    let show = tandem_json(cfg_file.path(), &["queue", "show", &first.id]);
+    assert!(
+        show["headers"]
+            .as_str()
+            .is_some_and(|h| h.contains("Subject: to retry")),
+        "{show}"
+    );
+    assert_eq!(show["recipients"][0]["state"]["state"], "pending");
+
+    // Through the running queue.
+    let deleted = tandem_json(cfg_file.path(), &["queue", "delete", &second.id]);
+    assert_eq!(deleted["applied_by"], "frontend");
+    assert_eq!(q.queue.spooled(), vec![first.id.clone()]);
+    b2.restart().unwrap();
+    let retried = tandem_json(cfg_file.path(), &["queue", "retry", &first.id]);
+    assert_eq!(retried["applied_by"], "frontend");
+    eventually("delivery after retry", 10, || {
+        inbox(&b2, "bob@example.com").len() == 1
+    })
+    .await;
+    eventually("the spool emptied", 10, || spool_entries(spool.path()) == 0).await;
+    assert!(
+        inbox(&b2, "carol@example.com").is_empty(),
+        "deleted, never delivered"
+    );
+
+    // Without a running queue the CLI changes the spool itself.
+    b2.kill();
+    let third = q
+        .queue
+        .accept(
+            envelope("sender@example.org", vec![local("carol@example.com", "c2")]),
+            message("offline"),
+        )
+        .await
+        .unwrap();
+    q.stop().await;
+    let retried = tandem_json(cfg_file.path(), &["queue", "retry", "--all"]);
+    assert_eq!(retried["applied_by"], "spool");
+    let list = tandem_json(cfg_file.path(), &["queue", "list"]);
+    assert_eq!(list[0]["next_attempt"], serde_json::Value::Null, "{list}");
+    let deleted = tandem_json(cfg_file.path(), &["queue", "delete", &third.id]);
+    assert_eq!(deleted["applied_by"], "spool");
+    assert_eq!(spool_entries(spool.path()), 0);
+    let q = Running::start(&b1, cfg).await;
+    assert!(q.queue.spooled().is_empty());
+    q.stop().await;
+}
