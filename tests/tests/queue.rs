@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use frontend::queue::config::{Smarthost, SmarthostTls};
 use frontend::queue::{Disposition, Envelope, Queue, QueueConfig, Recipient, Refused, Route};
 use frontend::route::Router;
 use tests::backend::Backend;
+use tests::servers::SmtpSink;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -507,5 +509,196 @@ async fn tandem_queue_list_retry_delete() {
     assert_eq!(spool_entries(spool.path()), 0);
     let q = Running::start(&b1, cfg).await;
     assert!(q.queue.spooled().is_empty());
+    q.stop().await;
+}
+
+fn relay(address: &str) -> Recipient {
+    Recipient {
+        address: address.to_owned(),
+        route: Route::Relay,
+    }
+}
+
+fn smarthost(sink: &SmtpSink) -> Option<Smarthost> {
+    Some(Smarthost {
+        address: sink.addr().to_string(),
+        tls: SmarthostTls::None,
+        ca_file: None,
+        insecure_skip_verify: false,
+        auth: None,
+    })
+}
+
+/// Waits for `n` complete transactions at the sink.
+async fn sunk(sink: &SmtpSink, n: usize) -> Vec<String> {
+    eventually("messages at the smarthost", 10, || {
+        let m = sink.messages();
+        m.len() >= n && m.iter().all(|t| t.contains("Hello."))
+    })
+    .await;
+    sink.messages()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_through_a_smarthost_with_the_right_envelope() {
+    let b1 = Backend::start().unwrap();
+    b1.add_account_on("alice@example.com", "pw", "c1").unwrap();
+    let sink = SmtpSink::start(&[]).unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let mut cfg = config(spool.path());
+    cfg.smarthost = smarthost(&sink);
+    let q = Running::start(&b1, cfg).await;
+    assert!(q.queue.has_smarthost());
+    let env = envelope(
+        "sender@example.com",
+        vec![
+            relay("x@far.test"),
+            local("alice@example.com", "c1"),
+            relay("y@other.test"),
+        ],
+    );
+    let accepted = q.queue.accept(env, message("relayed")).await.unwrap();
+    assert_eq!(accepted.recipients, vec![Disposition::Delivered; 3]);
+    let got = sunk(&sink, 1).await;
+    assert_eq!(got.len(), 1, "one transaction for both: {got:?}");
+    let t = &got[0];
+    assert!(t.contains("X-Mail-Args: <sender@example.com>"), "{t}");
+    assert!(t.contains("X-Rcpt-Args: <x@far.test>\n"), "{t}");
+    assert!(t.contains("X-Rcpt-Args: <y@other.test>\n"), "{t}");
+    assert!(
+        !t.contains("alice"),
+        "the local recipient is not relayed: {t}"
+    );
+    assert!(t.contains("Subject: relayed"), "{t}");
+    assert!(t.contains("\n.leading dot"), "dot-stuffing undone: {t}");
+    assert_eq!(inbox(&b1, "alice@example.com").len(), 1);
+    let m = q.metrics();
+    assert!(
+        m.contains("tandem_queue_recipients_total{result=\"relayed\"} 2"),
+        "{m}"
+    );
+    q.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smarthost_refusals_bounce_and_deferrals_wait() {
+    let b1 = Backend::start().unwrap();
+    b1.add_account_on("sender@example.com", "pw", "c1").unwrap();
+    b1.add_account_on("alice@example.com", "pw", "c1").unwrap();
+    // Every RCPT refused for good (and no PIPELINING: one command at a time).
+    let refusing = SmtpSink::start(&["-f", "RCPT"]).unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let mut cfg = config(spool.path());
+    cfg.smarthost = smarthost(&refusing);
+    let q = Running::start(&b1, cfg).await;
+    let env = envelope(
+        "sender@example.com",
+        vec![relay("x@far.test"), local("alice@example.com", "c1")],
+    );
+    let accepted = q.queue.accept(env, message("refused")).await.unwrap();
+    assert!(
+        matches!(&accepted.recipients[0], Disposition::Failed { reply } if reply.starts_with('5')),
+        "{:?}",
+        accepted.recipients
+    );
+    assert_eq!(accepted.recipients[1], Disposition::Delivered);
+    eventually("the DSN", 10, || {
+        inbox(&b1, "sender@example.com").len() == 1
+    })
+    .await;
+    let dsn = &inbox_text(&b1, "sender@example.com")[0];
+    assert!(dsn.contains("Final-Recipient: rfc822; x@far.test"), "{dsn}");
+    q.stop().await;
+
+    // The end of DATA refused for now: the recipient waits in the spool.
+    let deferring = SmtpSink::start(&["-r", "."]).unwrap();
+    let mut cfg = config(spool.path());
+    cfg.smarthost = smarthost(&deferring);
+    let q = Running::start(&b1, cfg).await;
+    let env = envelope("sender@example.com", vec![relay("x@far.test")]);
+    let accepted = q.queue.accept(env, message("deferred")).await.unwrap();
+    assert_eq!(accepted.recipients, vec![Disposition::Queued]);
+    assert_eq!(spool_entries(spool.path()), 1);
+    q.stop().await;
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("run kill")
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_delivery_is_queued_after_deliver_wait_and_never_doubled() {
+    let b1 = Backend::start().unwrap();
+    let b2 = Backend::start_beside(&b1, "c2", "n2").unwrap();
+    b1.add_account_on("bob@example.com", "pw", "c2").unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let mut cfg = config(spool.path());
+    cfg.deliver_wait = Duration::from_secs(2);
+    cfg.reply_timeout = Duration::from_secs(30);
+    let q = Running::start(&b1, cfg).await;
+    // The node takes connections (the kernel's backlog) but never answers.
+    let pid = b2.pid().expect("backend running");
+    signal(pid, "-STOP");
+    let started = Instant::now();
+    let env = envelope("sender@example.org", vec![local("bob@example.com", "c2")]);
+    let accepted = q.queue.accept(env, message("stalled")).await;
+    let waited = started.elapsed();
+    signal(pid, "-CONT");
+    let accepted = accepted.unwrap();
+    assert_eq!(accepted.recipients, vec![Disposition::Queued]);
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(4),
+        "accept waited {waited:?}"
+    );
+    assert_eq!(spool_entries(spool.path()), 1, "spooled before answering");
+    // Stop the node again for a while: retries (1s) would be due, but the
+    // first attempt is still in flight and must not be doubled.
+    signal(pid, "-STOP");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    signal(pid, "-CONT");
+    eventually("the stalled delivery's end", 20, || {
+        inbox(&b2, "bob@example.com").len() == 1
+    })
+    .await;
+    eventually("the spool emptied", 10, || spool_entries(spool.path()) == 0).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(inbox(&b2, "bob@example.com").len(), 1, "delivered once");
+    q.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_spool_refuses_for_now() {
+    let b1 = Backend::start().unwrap();
+    let mut b2 = Backend::start_beside(&b1, "c2", "n2").unwrap();
+    b1.add_account_on("bob@example.com", "pw", "c2").unwrap();
+    b1.add_account_on("alice@example.com", "pw", "c1").unwrap();
+    b2.kill();
+    let spool = tempfile::tempdir().unwrap();
+    let mut cfg = config(spool.path());
+    cfg.max_messages = 1;
+    let q = Running::start(&b1, cfg).await;
+    let env = || envelope("sender@example.org", vec![local("bob@example.com", "c2")]);
+    let first = q.queue.accept(env(), message("fits")).await.unwrap();
+    assert_eq!(first.recipients, vec![Disposition::Queued]);
+    match q.queue.accept(env(), message("does not fit")).await {
+        Err(Refused::Temporary(why)) => assert!(why.contains("full"), "{why}"),
+        other => panic!("expected a temporary refusal, got {other:?}"),
+    }
+    assert_eq!(spool_entries(spool.path()), 1);
+    // What needs no spool still goes through.
+    let env = envelope("sender@example.org", vec![local("alice@example.com", "c1")]);
+    let ok = q.queue.accept(env, message("direct")).await.unwrap();
+    assert_eq!(ok.recipients, vec![Disposition::Delivered]);
+    let m = q.metrics();
+    assert!(m.contains("tandem_queue_length 1"), "{m}");
+    assert!(
+        m.contains("tandem_queue_messages_total{result=\"refused_temporary\"} 1"),
+        "{m}"
+    );
     q.stop().await;
 }
