@@ -130,3 +130,6 @@ impl<Q: Sink> Protocol for SmtpListener<Q> {
         b"421 4.7.0 Too many connections\r\n"
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -100,19 +100,40 @@ pub(super) async fn run<Q: Sink>(
     conn: Conn,
     shutdown: CancellationToken,
 ) {
+    serve(
+        smtp,
+        kind,
+        conn.client,
+        conn.session,
+        conn.tls,
+        conn.stream,
+        shutdown,
+    )
+    .await;
+}
+
+/// [`run`] over any stream (a test pipe).
+pub(super) async fn serve<Q: Sink, S: Transport>(
+    smtp: &Smtp<Q>,
+    kind: Kind,
+    client: SocketAddr,
+    session: String,
+    tls: Option<TlsAcceptor>,
+    mut io: S,
+    shutdown: CancellationToken,
+) {
     let listener = kind.name();
     smtp.metrics
         .sessions
         .get_or_create(&ListenerLabel { listener })
         .inc();
-    let mut io = conn.stream;
-    let ip = canonical(conn.client.ip());
+    let ip = canonical(client.ip());
     if !smtp.fe.trusted.contains(ip) && !smtp.rate.admit(ip) {
         smtp.metrics
             .rate_limited
             .get_or_create(&ListenerLabel { listener })
             .inc();
-        tracing::info!(client = %conn.client, "connection rate exceeded");
+        tracing::info!(%client, "connection rate exceeded");
         let line = format!(
             "421 4.7.0 {} Too many connections from your address, try again later\r\n",
             smtp.hostname
@@ -123,10 +144,10 @@ pub(super) async fn run<Q: Sink>(
     let session = Session {
         smtp,
         kind,
-        client: conn.client,
-        session: conn.session,
+        client,
+        session,
         // Implicit TLS already happened for submissions.
-        acceptor: conn.tls.filter(|_| kind != Kind::Submissions),
+        acceptor: tls.filter(|_| kind != Kind::Submissions),
         out: Vec::with_capacity(512),
         errors: 0,
         junk: 0,
