@@ -24,6 +24,7 @@ fn address(n: &locator::Node, service: Service) -> Option<&str> {
     match service {
         Service::Pop3 => n.pop3.as_deref(),
         Service::Imap => n.imap.as_deref(),
+        Service::Lmtp => n.lmtp.as_deref(),
     }
 }
 
@@ -31,6 +32,8 @@ fn address(n: &locator::Node, service: Service) -> Option<&str> {
 pub enum Service {
     Pop3,
     Imap,
+    /// Mail delivery from the frontend's queue.
+    Lmtp,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,12 +86,26 @@ impl Router {
         service: Service,
         client: SocketAddr,
     ) -> Result<Routed, RouteError> {
-        let cluster = match self.locator.cluster(&account.cluster).await {
+        self.connect_cluster(&account.cluster, service, client)
+            .await
+            .map_err(|RouteError::Unavailable(why)| {
+                RouteError::Unavailable(format!("{why} (home of {})", account.address))
+            })
+    }
+
+    /// Like [`connect`](Self::connect), to a cluster by id (the queue
+    /// delivers per cluster, not per account).
+    pub async fn connect_cluster(
+        &self,
+        cluster_id: &str,
+        service: Service,
+        client: SocketAddr,
+    ) -> Result<Routed, RouteError> {
+        let cluster = match self.locator.cluster(cluster_id).await {
             Ok(Some(c)) => c,
             Ok(None) => {
                 return Err(RouteError::Unavailable(format!(
-                    "cluster {} of {} is not in the locator",
-                    account.cluster, account.address
+                    "cluster {cluster_id} is not in the locator"
                 )));
             }
             Err(e) => return Err(RouteError::Unavailable(e.to_string())),
@@ -100,7 +117,7 @@ impl Router {
         }
         // Every node the cache knew failed. It may predate a node added
         // since (ttl): ask the directory itself once for nodes not tried.
-        match self.locator.directory().cluster(&account.cluster).await {
+        match self.locator.directory().cluster(cluster_id).await {
             Ok(Some(fresh))
                 if fresh
                     .nodes
@@ -181,6 +198,11 @@ impl Router {
             "no node of cluster {} answers (last: {last})",
             cluster.id
         )))
+    }
+
+    /// The configured source address for connections to backends.
+    pub fn source(&self) -> Option<IpAddr> {
+        self.source
     }
 
     pub fn connect_timeout(&self) -> Duration {

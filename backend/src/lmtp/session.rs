@@ -141,7 +141,10 @@ impl<'a> Session<'a> {
                     return;
                 }
                 Ok(Ok(Line::TooLong)) => self.error("500 5.5.6 Line too long"),
-                Ok(Ok(Line::Line(line))) => self.command(command::parse(line)).await,
+                Ok(Ok(Line::Line(line))) => match xclient::parse(line) {
+                    Some(attrs) => self.xclient(attrs),
+                    None => self.command(command::parse(line)).await,
+                },
             };
             let r = match next {
                 Next::Go => Ok(()),
@@ -319,6 +322,7 @@ impl<'a> Session<'a> {
         self.reply(format_args!("250-ENHANCEDSTATUSCODES"));
         self.reply(format_args!("250-8BITMIME"));
         self.reply(format_args!("250-SIZE {}", cfg.max_message_size));
+        self.reply(format_args!("250-XCLIENT ADDR SESSION"));
         if self.conn.tls.is_some() && !self.tls {
             self.reply(format_args!("250-STARTTLS"));
         }
@@ -414,3 +418,4 @@ impl<'a> Session<'a> {
 mod body;
 #[cfg(test)]
 mod tests;
+mod xclient;

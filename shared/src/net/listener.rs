@@ -221,7 +221,9 @@ pub async fn serve<P: Protocol>(
             continue;
         };
         let session = session_id();
-        let span = tracing::info_span!("session", id = %session, listener = cfg.name, peer = %peer);
+        // `origin`: the session of another tier this one works for (LMTP's
+        // XCLIENT SESSION=), recorded once known.
+        let span = tracing::info_span!("session", id = %session, listener = cfg.name, peer = %peer, origin = tracing::field::Empty);
         let (cfg2, protocol, metrics, shutdown, per_ip) = (
             cfg.clone(),
             protocol.clone(),

@@ -1,0 +1,200 @@
+//! One mail transaction, MAIL to the end of DATA, as the LMTP client and
+//! the smarthost client both run it once their session is set up: the
+//! commands pipelined when the server offers PIPELINING (RFC 2920), the
+//! RCPT replies per recipient, and after DATA one reply per accepted
+//! recipient for LMTP (RFC 2033 §4.2) or one for all of them for SMTP.
+
+use std::future::Future;
+
+use super::dialogue::{Dialogue, DialogueError};
+use super::reply::Reply;
+
+/// What one attempt did for one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// 250 after DATA: stored (LMTP) or taken by the smarthost.
+    Delivered,
+    /// Try again later; the reply or the error that broke the dialogue.
+    Deferred(String),
+    /// 5xx: never retried, reported in a DSN.
+    Failed(String),
+}
+
+impl Outcome {
+    fn from_reply(r: &Reply) -> Outcome {
+        if r.is_positive() {
+            Outcome::Delivered
+        } else if r.is_permanent() {
+            Outcome::Failed(r.one_line())
+        } else {
+            Outcome::Deferred(r.one_line())
+        }
+    }
+}
+
+/// Where each recipient's outcome goes as soon as it is known, so that a
+/// delivery is made durable right after its 250.
+pub trait Recorder: Send + Sync {
+    /// `rcpt` is the recipient's index in the queue entry.
+    fn record(&self, rcpt: usize, outcome: Outcome) -> impl Future<Output = ()> + Send;
+}
+
+/// What one transaction carries.
+pub struct Transaction<'a> {
+    /// Reverse path, empty for the null sender.
+    pub sender: &'a str,
+    /// (index in the entry, forward path).
+    pub recipients: Vec<(usize, String)>,
+    /// The message, dot-stuffed and terminated ([`super::reply::dot_stuff`]).
+    pub data: &'a [u8],
+    pub eight_bit: bool,
+    pub smtputf8: bool,
+}
+
+/// Which reply shape follows DATA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    Lmtp,
+    Smtp,
+}
+
+/// Runs the transaction on a session past its greeting and EHLO/LHLO
+/// (`ehlo`: that reply, for the extensions). Every recipient is recorded
+/// exactly once; a dialogue that breaks off defers those not yet answered.
+pub async fn run<R: Recorder>(
+    d: &mut Dialogue,
+    ehlo: &Reply,
+    flavour: Flavour,
+    tx: &Transaction<'_>,
+    recorder: &R,
+) {
+    let mut answered = vec![false; tx.recipients.len()];
+    if let Err(e) = exchange(d, ehlo, flavour, tx, recorder, &mut answered).await {
+        let why = e.to_string();
+        for (i, (rcpt, _)) in tx.recipients.iter().enumerate() {
+            if !answered[i] {
+                recorder.record(*rcpt, Outcome::Deferred(why.clone())).await;
+            }
+        }
+    }
+}
+
+async fn exchange<R: Recorder>(
+    d: &mut Dialogue,
+    ehlo: &Reply,
+    flavour: Flavour,
+    tx: &Transaction<'_>,
+    recorder: &R,
+    answered: &mut [bool],
+) -> Result<(), DialogueError> {
+    let mut mail = format!("MAIL FROM:<{}>", tx.sender);
+    if tx.eight_bit && ehlo.extension("8BITMIME").is_some() {
+        mail.push_str(" BODY=8BITMIME");
+    }
+    if tx.smtputf8 && ehlo.extension("SMTPUTF8").is_some() {
+        mail.push_str(" SMTPUTF8");
+    }
+    if ehlo.extension("SIZE").is_some() {
+        mail.push_str(&format!(" SIZE={}", tx.data.len()));
+    }
+    let mut commands = vec![mail];
+    commands.extend(tx.recipients.iter().map(|(_, a)| format!("RCPT TO:<{a}>")));
+    commands.push("DATA".to_owned());
+    let pipelining = ehlo.extension("PIPELINING").is_some();
+    if pipelining {
+        let all: String = commands.iter().map(|c| format!("{c}\r\n")).collect();
+        d.send(all.as_bytes()).await?;
+    }
+    let mut replies = Vec::with_capacity(commands.len());
+    for c in &commands {
+        if !pipelining {
+            d.send(format!("{c}\r\n").as_bytes()).await?;
+        }
+        let r = d.read().await?;
+        let stop = !pipelining && !r.is_positive() && c.starts_with("MAIL");
+        replies.push(r);
+        if stop {
+            break;
+        }
+    }
+    let mail = &replies[0];
+    if !mail.is_positive() {
+        // The sender is refused: every recipient shares that fate.
+        for (i, (rcpt, _)) in tx.recipients.iter().enumerate() {
+            answered[i] = true;
+            recorder.record(*rcpt, Outcome::from_reply(mail)).await;
+        }
+        return Ok(());
+    }
+    let mut accepted = Vec::new();
+    for (i, (rcpt, _)) in tx.recipients.iter().enumerate() {
+        let r = &replies[1 + i];
+        if r.is_positive() {
+            accepted.push(i);
+        } else {
+            answered[i] = true;
+            recorder.record(*rcpt, Outcome::from_reply(r)).await;
+        }
+    }
+    let data = &replies[1 + tx.recipients.len()];
+    if accepted.is_empty() {
+        // Nothing to send; a server that still said 354 waits for a body
+        // no one wants: the connection is dropped instead.
+        return Ok(());
+    }
+    if !data.is_intermediate() {
+        for &i in &accepted {
+            answered[i] = true;
+            recorder
+                .record(tx.recipients[i].0, Outcome::from_reply(data))
+                .await;
+        }
+        return Ok(());
+    }
+    d.send(tx.data).await?;
+    match flavour {
+        Flavour::Lmtp => {
+            for &i in &accepted {
+                let r = d.read().await?;
+                answered[i] = true;
+                recorder
+                    .record(tx.recipients[i].0, Outcome::from_reply(&r))
+                    .await;
+            }
+        }
+        Flavour::Smtp => {
+            let r = d.read().await?;
+            for &i in &accepted {
+                answered[i] = true;
+                recorder
+                    .record(tx.recipients[i].0, Outcome::from_reply(&r))
+                    .await;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// RFC 3461 §4 xtext, for XCLIENT attribute values.
+pub fn xtext(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if (33..=126).contains(&b) && b != b'+' && b != b'=' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("+{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xtext_encodes_specials() {
+        assert_eq!(xtext("abc-123"), "abc-123");
+        assert_eq!(xtext("a b+c=d"), "a+20b+2Bc+3Dd");
+    }
+}
