@@ -17,7 +17,9 @@ use tokio_util::task::TaskTracker;
 use crate::config::FrontendConfig;
 use crate::imap::ImapProxy;
 use crate::pop3::Pop3Proxy;
+use crate::queue::Queue;
 use crate::route::Router;
+use crate::smtp::{Kind, Smtp, SmtpListener, SmtpMetrics};
 use crate::{Frontend, FrontendMetrics};
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +97,9 @@ pub async fn run(
         ("imaps", cfg.listen.imaps),
         ("pop3", cfg.listen.pop3),
         ("pop3s", cfg.listen.pop3s),
+        ("smtp", cfg.listen.smtp),
+        ("submission", cfg.listen.submission),
+        ("submissions", cfg.listen.submissions),
         ("admin", cfg.listen.admin),
     ] {
         if let Some(addr) = addr {
@@ -104,6 +109,30 @@ pub async fn run(
             bound.push((name, l));
         }
     }
+    // The queue opens (and recovers its spool) before anything listens; it
+    // stops after the sessions drained, so none is cut off mid-`accept`.
+    let queue = match &cfg.queue {
+        Some(q) => Some(
+            Queue::open(q, fe.router.clone(), &host_name(), &mut registry)
+                .await
+                .map_err(setup)?,
+        ),
+        None => None,
+    };
+    let queue_stop = CancellationToken::new();
+    let queue_task = queue
+        .clone()
+        .map(|q| tokio::spawn(q.run(queue_stop.clone())));
+    let smtp = match &queue {
+        Some(q) => Some(Smtp::new(
+            fe.clone(),
+            q.clone(),
+            cfg.smtp.clone(),
+            cfg.smtp.hostname.clone().unwrap_or_else(host_name),
+            SmtpMetrics::register(&mut registry),
+        )),
+        None => None,
+    };
     let tracker = TaskTracker::new();
     let health = Health::new();
     let sessions = CancellationToken::new();
@@ -128,6 +157,26 @@ pub async fn run(
                     tcp,
                     l,
                     p,
+                    listener_metrics.clone(),
+                    sessions.clone(),
+                ));
+            }
+            "smtp" | "submission" | "submissions" => {
+                let Some(smtp) = smtp.clone() else {
+                    return Err(setup(format!(
+                        "frontend.listen.{name} needs a `frontend.queue` section"
+                    )));
+                };
+                let kind = match name {
+                    "smtp" => Kind::Mx,
+                    "submission" => Kind::Submission,
+                    _ => Kind::Submissions,
+                };
+                let l = listener(name, kind == Kind::Submissions);
+                tracker.spawn(shared::net::serve(
+                    tcp,
+                    l,
+                    Arc::new(SmtpListener { smtp, kind }),
                     listener_metrics.clone(),
                     sessions.clone(),
                 ));
@@ -170,5 +219,18 @@ pub async fn run(
             tracing::warn!("sessions still open after the drain; exiting anyway");
         }
     }
+    queue_stop.cancel();
+    if let Some(t) = queue_task {
+        let _ = t.await;
+    }
     Ok(())
+}
+
+/// The name the queue says in LHLO/EHLO and signs DSNs with.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }

@@ -39,7 +39,7 @@ pub use config::SmtpConfig;
 pub use metrics::SmtpMetrics;
 
 use crate::Frontend;
-use crate::queue::{Accepted, Envelope, Refused};
+use crate::queue::{Accepted, Envelope, Queue, Refused};
 
 /// Which service a listener offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +74,7 @@ pub trait Sink: Send + Sync + 'static {
     /// `message` has CRLF line ends, is dot-unstuffed and starts with our
     /// `Received:` header.
     fn accept(
-        &self,
+        self: &Arc<Self>,
         envelope: Envelope,
         message: Vec<u8>,
     ) -> impl Future<Output = Result<Accepted, Refused>> + Send;
@@ -82,6 +82,20 @@ pub trait Sink: Send + Sync + 'static {
     /// Whether recipients outside our domains can be relayed (a smarthost
     /// is configured): submission only.
     fn relays(&self) -> bool;
+}
+
+impl Sink for Queue {
+    fn accept(
+        self: &Arc<Self>,
+        envelope: Envelope,
+        message: Vec<u8>,
+    ) -> impl Future<Output = Result<Accepted, Refused>> + Send {
+        Queue::accept(self, envelope, message)
+    }
+
+    fn relays(&self) -> bool {
+        self.has_smarthost()
+    }
 }
 
 /// What every SMTP listener of a frontend shares.

@@ -27,7 +27,11 @@ struct Recorder {
 }
 
 impl Sink for Recorder {
-    async fn accept(&self, envelope: Envelope, message: Vec<u8>) -> Result<Accepted, Refused> {
+    async fn accept(
+        self: &Arc<Self>,
+        envelope: Envelope,
+        message: Vec<u8>,
+    ) -> Result<Accepted, Refused> {
         if let Some(r) = self.refuse.lock().unwrap().clone() {
             return Err(r);
         }
