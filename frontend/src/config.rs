@@ -9,6 +9,8 @@
 //!     secret_file: /etc/tandem/proxy.secret
 //!   tls: { cert: /etc/tandem/tls.crt, key: /etc/tandem/tls.key }
 //!   listen: { imap: 0.0.0.0:143, imaps: 0.0.0.0:993, pop3: 0.0.0.0:110, pop3s: 0.0.0.0:995, admin: 127.0.0.1:9100 }
+//!   # MX and submission: smtp: 0.0.0.0:25, submission: 0.0.0.0:587, submissions: 0.0.0.0:465
+//!   smtp: { max_message_size: 50M }      # see frontend::smtp::config
 //! ```
 
 use std::net::SocketAddr;
@@ -41,6 +43,9 @@ pub struct FrontendConfig {
     /// by the SMTP listeners.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<crate::queue::QueueConfig>,
+    /// Limits of the SMTP listeners (MX and submission).
+    #[serde(default)]
+    pub smtp: crate::smtp::SmtpConfig,
     /// How often every backend node is health-checked (0s: never; routing
     /// then learns of dead nodes from failed connects only).
     #[serde(default = "default_health_interval", with = "shared::config::duration")]
@@ -63,6 +68,15 @@ pub struct Listen {
     pub pop3: Option<SocketAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pop3s: Option<SocketAddr>,
+    /// Inbound mail for our domains (MX, port 25); never relays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp: Option<SocketAddr>,
+    /// Mail submission by users (port 587): STARTTLS, then AUTH.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submission: Option<SocketAddr>,
+    /// Mail submission over implicit TLS (port 465, RFC 8314); needs `tls`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submissions: Option<SocketAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<SocketAddr>,
 }
@@ -125,16 +139,37 @@ impl Validate for FrontendConfig {
             p.push(&bat, "secret", "set secret or secret_file");
         }
         let l = &self.listen;
-        if [l.imap, l.imaps, l.pop3, l.pop3s]
-            .iter()
-            .all(Option::is_none)
+        if [
+            l.imap,
+            l.imaps,
+            l.pop3,
+            l.pop3s,
+            l.smtp,
+            l.submission,
+            l.submissions,
+        ]
+        .iter()
+        .all(Option::is_none)
         {
             p.push(
                 &join(at, "listen"),
                 "imap",
-                "no service to listen for (imap, imaps, pop3, pop3s)",
+                "no service to listen for (imap, imaps, pop3, pop3s, smtp, submission, submissions)",
             );
         }
+        if (l.smtp.is_some() || l.submission.is_some() || l.submissions.is_some())
+            && self.queue.is_none()
+        {
+            p.push(
+                at,
+                "queue",
+                "the SMTP listeners (smtp, submission, submissions) need a `queue` section",
+            );
+        }
+        if l.submissions.is_some() && self.tls.is_none() {
+            p.push(&join(at, "listen"), "submissions", "needs a `tls` section");
+        }
+        self.smtp.validate(&join(at, "smtp"), p);
         if l.pop3s.is_some() && self.tls.is_none() {
             p.push(&join(at, "listen"), "pop3s", "needs a `tls` section");
         }

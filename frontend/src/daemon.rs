@@ -19,6 +19,7 @@ use crate::imap::ImapProxy;
 use crate::pop3::Pop3Proxy;
 use crate::queue::Queue;
 use crate::route::Router;
+use crate::smtp::{Kind, Smtp, SmtpListener, SmtpMetrics};
 use crate::{Frontend, FrontendMetrics};
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +97,9 @@ pub async fn run(
         ("imaps", cfg.listen.imaps),
         ("pop3", cfg.listen.pop3),
         ("pop3s", cfg.listen.pop3s),
+        ("smtp", cfg.listen.smtp),
+        ("submission", cfg.listen.submission),
+        ("submissions", cfg.listen.submissions),
         ("admin", cfg.listen.admin),
     ] {
         if let Some(addr) = addr {
@@ -119,6 +123,16 @@ pub async fn run(
     let queue_task = queue
         .clone()
         .map(|q| tokio::spawn(q.run(queue_stop.clone())));
+    let smtp = match &queue {
+        Some(q) => Some(Smtp::new(
+            fe.clone(),
+            q.clone(),
+            cfg.smtp.clone(),
+            cfg.smtp.hostname.clone().unwrap_or_else(host_name),
+            SmtpMetrics::register(&mut registry),
+        )),
+        None => None,
+    };
     let tracker = TaskTracker::new();
     let health = Health::new();
     let sessions = CancellationToken::new();
@@ -143,6 +157,26 @@ pub async fn run(
                     tcp,
                     l,
                     p,
+                    listener_metrics.clone(),
+                    sessions.clone(),
+                ));
+            }
+            "smtp" | "submission" | "submissions" => {
+                let Some(smtp) = smtp.clone() else {
+                    return Err(setup(format!(
+                        "frontend.listen.{name} needs a `frontend.queue` section"
+                    )));
+                };
+                let kind = match name {
+                    "smtp" => Kind::Mx,
+                    "submission" => Kind::Submission,
+                    _ => Kind::Submissions,
+                };
+                let l = listener(name, kind == Kind::Submissions);
+                tracker.spawn(shared::net::serve(
+                    tcp,
+                    l,
+                    Arc::new(SmtpListener { smtp, kind }),
                     listener_metrics.clone(),
                     sessions.clone(),
                 ));

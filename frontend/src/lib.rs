@@ -5,6 +5,7 @@
 //! - [`route`]: account -> healthy node of its cluster, PROXY v2 header;
 //! - [`imap`]: the IMAP proxy;
 //! - [`pop3`]: the POP3 proxy;
+//! - [`smtp`]: the SMTP server (MX and submission), in front of [`queue`];
 //! - [`login`]: the password check every proxy shares;
 //! - [`penalty`]: growing delays for addresses that fail to log in;
 //! - `splice`: the byte pump after login;
@@ -19,6 +20,7 @@ pub mod penalty;
 pub mod pop3;
 pub mod queue;
 pub mod route;
+pub mod smtp;
 mod splice;
 
 use std::net::IpAddr;

@@ -11,6 +11,7 @@ pub mod net;
 pub mod password;
 pub mod pop3;
 pub mod sasl;
+pub mod smtp;
 pub mod time;
 pub mod tls;
 

@@ -16,6 +16,8 @@ pub struct Frontend {
     dir: InstanceDir,
     pop3: SocketAddr,
     imap: SocketAddr,
+    smtp: SocketAddr,
+    submission: SocketAddr,
     admin: SocketAddr,
 }
 
@@ -23,17 +25,31 @@ impl Frontend {
     /// Starts a frontend on the locator of `backend`; `extra` is appended
     /// to the `frontend:` section (two-space indent).
     pub fn start(backend: &Backend, extra: &str) -> anyhow::Result<Frontend> {
+        Frontend::start_with_queue(backend, "", extra)
+    }
+
+    /// Like [`start`](Self::start), with `queue_extra` added to the
+    /// `frontend.queue` section (four-space indent, e.g. a smarthost).
+    pub fn start_with_queue(
+        backend: &Backend,
+        queue_extra: &str,
+        extra: &str,
+    ) -> anyhow::Result<Frontend> {
         let dir = InstanceDir::create("frontend")?;
         let pop3 = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let imap = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let smtp = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let submission = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let config = dir.path().join("tandem.yaml");
         let text = format!(
             "locator:\n  sql:\n    url: sqlite://{db}\n  cache:\n    ttl: 1s\n    negative_ttl: 1s\n    stale_for: 1h\n    retry_after: 1s\n\
              frontend:\n  source_address: 127.0.0.2\n  backend_login:\n    identity: {PROXY_IDENTITY}\n    secret: {PROXY_SECRET}\n\
-             \x20 listen:\n    imap: {imap}\n    pop3: {pop3}\n    admin: {admin}\n\
+             \x20 listen:\n    imap: {imap}\n    pop3: {pop3}\n    smtp: {smtp}\n    submission: {submission}\n    admin: {admin}\n\
+             \x20 queue:\n    dir: {queue}\n{queue_extra}\
              \x20 limits:\n    auth_failure_delay: 100ms\n    connect_timeout: 1s\n{extra}",
             db = backend.locator_db().display(),
+            queue = dir.path().join("queue").display(),
         );
         std::fs::write(&config, text).with_context(|| format!("write {}", config.display()))?;
         let mut cmd = Command::new(tandem_bin());
@@ -53,6 +69,8 @@ impl Frontend {
             dir,
             pop3,
             imap,
+            smtp,
+            submission,
             admin,
         })
     }
@@ -63,6 +81,21 @@ impl Frontend {
 
     pub fn imap_addr(&self) -> SocketAddr {
         self.imap
+    }
+
+    /// The MX listener (port 25 in production).
+    pub fn smtp_addr(&self) -> SocketAddr {
+        self.smtp
+    }
+
+    /// The submission listener (587: STARTTLS, then AUTH).
+    pub fn submission_addr(&self) -> SocketAddr {
+        self.submission
+    }
+
+    /// The frontend's spool directory.
+    pub fn queue_dir(&self) -> PathBuf {
+        self.dir.path().join("queue")
     }
 
     /// The frontend's process id, while it runs.

@@ -8,8 +8,8 @@ use std::time::Duration;
 use shared::Address;
 use tokio::task::JoinSet;
 
-use super::data::{Trace, header_block};
 use super::session::{Rcpt, Session, Transaction};
+use super::trace::{Trace, header_block};
 
 /// How one recipient's delivery went.
 #[derive(Debug, Clone)]

@@ -3,9 +3,9 @@
 //! 8BITMIME (RFC 6152), SIZE (RFC 1870), CHUNKING (RFC 3030) and STARTTLS
 //! (RFC 3207).
 //!
-//! - [`command`]: command lines to commands, pure;
-//! - [`data`]: DATA and BDAT bodies to the stored (LF) form, and the trace
-//!   headers of each copy;
+//! - `shared::smtp`: command lines to commands, and DATA and BDAT bodies
+//!   to the stored (LF) form, pure, shared with the frontend's SMTP server;
+//! - [`trace`]: the trace headers of each copy;
 //! - `session`: the state machine of one connection;
 //! - `rcpt`: whether a recipient can take mail, decided at RCPT time;
 //! - `deliver`: durable delivery and the per-recipient replies (§4.2).
@@ -13,11 +13,10 @@
 //! Only the trusted networks (the MTAs, loopback) may connect: LMTP has no
 //! authentication and must never be reachable from outside.
 
-pub mod command;
-pub mod data;
 mod deliver;
 mod rcpt;
 mod session;
+pub mod trace;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -11,8 +11,9 @@ use tokio::io::AsyncWriteExt;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use super::command::{self, Command, ParseError};
-use super::data::Chunks;
+use shared::smtp::command::{self, Command, ParseError};
+use shared::smtp::data::Chunks;
+
 use super::{Lmtp, rcpt};
 use crate::accounts::Opened;
 
@@ -275,7 +276,10 @@ impl<'a> Session<'a> {
         };
         match cmd {
             Command::Lhlo(name) => self.lhlo(name),
-            Command::Helo => self.error("500 5.5.1 This is LMTP: use LHLO"),
+            Command::Ehlo(_) | Command::Helo(_) => self.error("500 5.5.1 This is LMTP: use LHLO"),
+            Command::Mail { auth: Some(_), .. } => {
+                self.error("555 5.5.4 Unsupported MAIL parameter")
+            }
             Command::Mail { from, size, .. } => self.mail(from, size),
             Command::Rcpt { to } => self.rcpt(to).await,
             Command::Data => Next::Data,
@@ -301,7 +305,9 @@ impl<'a> Session<'a> {
                 Next::Close
             }
             Command::StartTls => self.starttls(),
-            Command::NotImplemented => self.error("502 5.5.1 Command not implemented"),
+            Command::Auth { .. } | Command::NotImplemented => {
+                self.error("502 5.5.1 Command not implemented")
+            }
         }
     }
 

@@ -26,6 +26,10 @@ struct Ports {
     imaps: u16,
     pop3: u16,
     pop3s: u16,
+    /// MX, submission (STARTTLS) and submissions (implicit TLS).
+    smtp: u16,
+    submission: u16,
+    submissions: u16,
     admin: u16,
     /// Per backend cluster.
     backends: [BackendPorts; 2],
@@ -61,6 +65,9 @@ impl Ports {
             imaps: p(1993)?,
             pop3: p(1110)?,
             pop3s: p(1995)?,
+            smtp: p(2525)?,
+            submission: p(2587)?,
+            submissions: p(2465)?,
             admin: p(9100)?,
             backends: [backend(0)?, backend(1)?],
         })
@@ -92,7 +99,13 @@ pub async fn up(dir: &Path, offset: u16, json: bool) -> Result<(), Failure> {
     let frontend = format!(
         "{locator}frontend:\n  source_address: 127.0.0.2\n  backend_login:\n    identity: tandem-proxy\n    secret_file: {secret}\n\
          \x20 tls:\n    cert: {cert}\n    key: {key}\n\
-         \x20 listen:\n    imap: 127.0.0.1:{imap}\n    imaps: 127.0.0.1:{imaps}\n    pop3: 127.0.0.1:{pop3}\n    pop3s: 127.0.0.1:{pop3s}\n    admin: 127.0.0.1:{admin}\n",
+         \x20 listen:\n    imap: 127.0.0.1:{imap}\n    imaps: 127.0.0.1:{imaps}\n    pop3: 127.0.0.1:{pop3}\n    pop3s: 127.0.0.1:{pop3s}\n\
+         \x20   smtp: 127.0.0.1:{smtp}\n    submission: 127.0.0.1:{submission}\n    submissions: 127.0.0.1:{submissions}\n    admin: 127.0.0.1:{admin}\n\
+         \x20 queue:\n    dir: {queue}\n",
+        queue = dir.join("queue").display(),
+        smtp = ports.smtp,
+        submission = ports.submission,
+        submissions = ports.submissions,
         secret = secret.display(),
         cert = cert.display(),
         key = key.display(),
@@ -177,6 +190,9 @@ pub async fn up(dir: &Path, offset: u16, json: bool) -> Result<(), Failure> {
         "imaps": format!("127.0.0.1:{}", ports.imaps),
         "pop3": format!("127.0.0.1:{}", ports.pop3),
         "pop3s": format!("127.0.0.1:{}", ports.pop3s),
+        "smtp": format!("127.0.0.1:{}", ports.smtp),
+        "submission": format!("127.0.0.1:{}", ports.submission),
+        "submissions": format!("127.0.0.1:{}", ports.submissions),
         "metrics": format!("http://127.0.0.1:{}/metrics", ports.admin),
         "lmtp": ports.backends.iter().enumerate()
             .map(|(i, b)| (format!("c{}", i + 1), format!("127.0.0.1:{}", b.lmtp)))
@@ -196,6 +212,11 @@ pub async fn up(dir: &Path, offset: u16, json: bool) -> Result<(), Failure> {
             text,
             "POP3      127.0.0.1:{} (STLS)   POP3S 127.0.0.1:{}",
             ports.pop3, ports.pop3s
+        );
+        let _ = writeln!(
+            text,
+            "SMTP      127.0.0.1:{} (MX)     submission 127.0.0.1:{} (STARTTLS), 127.0.0.1:{} (TLS)",
+            ports.smtp, ports.submission, ports.submissions
         );
         for (i, b) in ports.backends.iter().enumerate() {
             let _ = writeln!(text, "LMTP c{}   127.0.0.1:{}", i + 1, b.lmtp);

@@ -125,6 +125,27 @@ impl LineReader {
         Ok(())
     }
 
+    /// The bytes buffered, reading more first when there are none; empty
+    /// when the peer has closed. For a body read as a stream of bytes
+    /// rather than lines (SMTP DATA): the caller [`consume`](Self::consume)s
+    /// what it used. The buffer grows to `BODY_BUFFER` for it, once.
+    pub async fn fill<S: AsyncRead + Unpin>(&mut self, s: &mut S) -> io::Result<&[u8]> {
+        const BODY_BUFFER: usize = 64 << 10;
+        if self.start == self.end {
+            self.clear();
+            if self.buf.len() < BODY_BUFFER {
+                self.buf.resize(BODY_BUFFER, 0);
+            }
+            self.end = s.read(&mut self.buf).await?;
+        }
+        Ok(&self.buf[self.start..self.end])
+    }
+
+    /// Marks `n` bytes of what [`fill`](Self::fill) gave as used.
+    pub fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.end);
+    }
+
     /// Moves unconsumed bytes to the front, and grows the buffer when a
     /// line in progress fills it (up to what `max` needs).
     fn make_room(&mut self) {
@@ -185,6 +206,18 @@ mod tests {
         assert_eq!(lines(&input, 1000).await, ["<too long>", "next"]);
         // A big bound grows the buffer instead.
         assert_eq!(lines(&input, 200_000).await.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn fill_hands_out_buffered_bytes_then_reads() {
+        let mut r = LineReader::new(100);
+        let mut s: &[u8] = b"DATA\r\nbody\r\n.\r\nQUIT\r\n";
+        assert_eq!(r.read_line(&mut s).await.unwrap(), Line::Line(b"DATA"));
+        let got = r.fill(&mut s).await.unwrap().to_vec();
+        assert_eq!(got, b"body\r\n.\r\nQUIT\r\n");
+        r.consume(9);
+        assert_eq!(r.read_line(&mut s).await.unwrap(), Line::Line(b"QUIT"));
+        assert!(r.fill(&mut s).await.unwrap().is_empty(), "EOF");
     }
 
     #[tokio::test]

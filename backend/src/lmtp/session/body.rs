@@ -3,22 +3,23 @@
 
 use std::io;
 
-use shared::net::{Line, LineReader};
+use shared::net::LineReader;
 
-use super::{CHUNK_PIECE, KEEP_BODY, MAX_LINE, Next, Session, Stop, Transport};
-use crate::lmtp::MAX_MESSAGE_SIZE_CAP;
-use crate::lmtp::data::{Chunks, DotReader, Step};
+use shared::smtp::data::{Chunks, DotReader, Form, Step};
+
+use super::{CHUNK_PIECE, KEEP_BODY, Next, Session, Stop, Transport};
 use crate::lmtp::deliver::deliver;
 
 impl Session<'_> {
-    /// Reads one line of a message body, with the idle timeout.
-    async fn body_line<'r, S: Transport>(
+    /// Waits for more of a message body, with the idle timeout.
+    async fn body_bytes<'r, S: Transport>(
         &mut self,
         reader: &'r mut LineReader,
         io: &mut S,
-    ) -> Result<Line<'r>, Stop> {
-        self.flush_before_read(reader, io).await?;
-        match tokio::time::timeout(self.lmtp.cfg.idle_timeout, reader.read_line(io)).await {
+    ) -> Result<&'r [u8], Stop> {
+        self.flush(io).await?;
+        match tokio::time::timeout(self.lmtp.cfg.idle_timeout, reader.fill(io)).await {
+            Ok(Ok([])) => Err(Stop::Eof),
             Ok(r) => Ok(r?),
             Err(_) => {
                 let hostname = self.host();
@@ -51,25 +52,24 @@ impl Session<'_> {
         }
         self.reply(format_args!("354 Start mail input; end with <CRLF>.<CRLF>"));
         let max = self.lmtp.cfg.max_message_size;
-        // The line bound during DATA is the size limit: a longer line is
-        // over it anyway, and is skipped without being buffered.
-        reader.set_max(usize::try_from(max.min(MAX_MESSAGE_SIZE_CAP)).unwrap_or(MAX_LINE));
-        let mut dot = DotReader::new(max);
+        let mut dot = DotReader::new(max, Form::Lf);
         let mut body = std::mem::take(&mut self.body);
         body.clear();
         let r = loop {
-            match self.body_line(reader, io).await {
-                Ok(Line::Line(l)) => {
-                    if dot.line(l, &mut body) == Step::Done {
+            match self.body_bytes(reader, io).await {
+                Ok(bytes) => match dot.feed(bytes, &mut body) {
+                    Step::Done(n) => {
+                        reader.consume(n);
                         break Ok(());
                     }
-                }
-                Ok(Line::TooLong) => dot.skipped(),
-                Ok(Line::Eof) => break Err(Stop::Eof),
+                    Step::More => {
+                        let n = bytes.len();
+                        reader.consume(n);
+                    }
+                },
                 Err(e) => break Err(e),
             }
         };
-        reader.set_max(MAX_LINE);
         self.body = body;
         r?;
         self.lmtp.metrics.received_bytes.inc_by(dot.size());
@@ -90,7 +90,7 @@ impl Session<'_> {
         let mut chunks = match (&allowed, self.tx.as_mut()) {
             (Ok(()), Some(tx)) => Some(tx.chunks.take().unwrap_or_else(|| {
                 body.clear();
-                Chunks::new(max)
+                Chunks::new(max, Form::Lf)
             })),
             _ => None,
         };

@@ -1,6 +1,9 @@
-//! LMTP command lines (RFC 2033 §4, RFC 5321 §4.1) to [`Command`]s: a pure
-//! parser over one line without its CRLF, borrowing from it, allocating
-//! nothing. The session decides what each command means in its state.
+//! SMTP and LMTP command lines (RFC 5321 §4.1, RFC 2033 §4, RFC 4954 §4
+//! AUTH, RFC 1870 SIZE, RFC 6152 BODY, RFC 3030 BDAT) to [`Command`]s: a
+//! pure parser over one line without its CRLF, borrowing from it,
+//! allocating nothing. The session decides what each command means in its
+//! state and which of them it offers (LMTP refuses EHLO and AUTH; SMTP
+//! refuses LHLO).
 //!
 //! Liberal where real MTAs are sloppy (verbs in any case, a space after
 //! `FROM:`, paths without angle brackets, source routes, trailing blanks),
@@ -12,13 +15,18 @@
 pub enum Command<'a> {
     /// `LHLO <name>` (RFC 2033 §4.1).
     Lhlo(&'a str),
-    /// `HELO` or `EHLO`, which an LMTP server must refuse (RFC 2033 §4.1).
-    Helo,
+    /// `EHLO <domain>` (RFC 5321 §4.1.1.1); an LMTP server refuses it.
+    Ehlo(&'a str),
+    /// `HELO <domain>`; an LMTP server refuses it.
+    Helo(&'a str),
     /// `MAIL FROM:<path>`; `from` is empty for the null sender.
     Mail {
         from: &'a str,
         size: Option<u64>,
         body: Option<Body>,
+        /// `AUTH=<xtext>` (RFC 4954 §5): only where AUTH is offered, and
+        /// then ignored (the session knows who authenticated).
+        auth: Option<&'a str>,
     },
     /// `RCPT TO:<path>`, without source route.
     Rcpt {
@@ -35,7 +43,14 @@ pub enum Command<'a> {
     Vrfy,
     Quit,
     StartTls,
-    /// Known SMTP commands this server does not implement (EXPN, HELP, AUTH...).
+    /// `AUTH <mechanism> [initial-response]` (RFC 4954 §4); the mechanism
+    /// as sent (compare case-insensitively), the response still base64,
+    /// `=` for an empty one.
+    Auth {
+        mechanism: &'a str,
+        initial: Option<&'a str>,
+    },
+    /// Known SMTP commands this server does not implement (EXPN, HELP...).
     NotImplemented,
 }
 
@@ -91,7 +106,9 @@ pub fn parse(line: &[u8]) -> Result<Command<'_>, ParseError> {
     let rest = std::str::from_utf8(rest).map_err(|_| ParseError::Syntax("Invalid character"))?;
     match &cmd {
         b"LHLO" => lhlo(rest),
-        b"HELO" | b"EHLO" => Ok(Command::Helo),
+        b"EHLO" => hello(rest, "Syntax: EHLO domain").map(Command::Ehlo),
+        b"HELO" => hello(rest, "Syntax: HELO domain").map(Command::Helo),
+        b"AUTH" => auth(rest),
         b"MAIL" => mail(rest),
         b"RCPT" => rcpt(rest),
         b"DATA" => no_args(rest.as_bytes(), Command::Data),
@@ -101,7 +118,7 @@ pub fn parse(line: &[u8]) -> Result<Command<'_>, ParseError> {
         b"VRFY" if rest.trim().is_empty() => Err(ParseError::Syntax("Syntax: VRFY address")),
         b"VRFY" => Ok(Command::Vrfy),
         b"QUIT" => no_args(rest.as_bytes(), Command::Quit),
-        b"EXPN" | b"HELP" | b"AUTH" | b"ETRN" | b"TURN" | b"SEND" | b"SOML" | b"SAML" => {
+        b"EXPN" | b"HELP" | b"ETRN" | b"TURN" | b"SEND" | b"SOML" | b"SAML" => {
             Ok(Command::NotImplemented)
         }
         _ => Err(ParseError::Unknown),
@@ -124,11 +141,36 @@ fn no_args<'a>(rest: &[u8], cmd: Command<'a>) -> Result<Command<'a>, ParseError>
 }
 
 fn lhlo(rest: &str) -> Result<Command<'_>, ParseError> {
+    hello(rest, "Syntax: LHLO hostname").map(Command::Lhlo)
+}
+
+/// The one word after LHLO, EHLO or HELO: a domain or an address literal.
+fn hello<'a>(rest: &'a str, syntax: &'static str) -> Result<&'a str, ParseError> {
     let name = rest.trim_matches(' ');
     if name.is_empty() || name.contains(' ') || name.len() > 255 {
-        return Err(ParseError::Syntax("Syntax: LHLO hostname"));
+        return Err(ParseError::Syntax(syntax));
     }
-    Ok(Command::Lhlo(name))
+    Ok(name)
+}
+
+/// `AUTH mechanism [initial-response]` (RFC 4954 §4).
+fn auth(rest: &str) -> Result<Command<'_>, ParseError> {
+    const SYNTAX: ParseError = ParseError::Syntax("Syntax: AUTH mechanism [initial-response]");
+    let mut words = rest.split(' ').filter(|w| !w.is_empty());
+    let mechanism = words.next().ok_or(SYNTAX)?;
+    // RFC 4422 §3.1: mechanism names are 1-20 of [A-Z0-9-_].
+    let name_ok = mechanism.len() <= 20
+        && mechanism
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !name_ok {
+        return Err(SYNTAX);
+    }
+    let initial = words.next();
+    if words.next().is_some() {
+        return Err(SYNTAX);
+    }
+    Ok(Command::Auth { mechanism, initial })
 }
 
 fn mail(rest: &str) -> Result<Command<'_>, ParseError> {
@@ -136,7 +178,7 @@ fn mail(rest: &str) -> Result<Command<'_>, ParseError> {
         return Err(ParseError::Syntax("Syntax: MAIL FROM:<address>"));
     };
     let (from, params) = path(arg)?;
-    let (mut size, mut body) = (None, None);
+    let (mut size, mut body, mut auth) = (None, None, None);
     for p in params.split(' ').filter(|p| !p.is_empty()) {
         let (key, value) = p.split_once('=').unwrap_or((p, ""));
         if key.eq_ignore_ascii_case("SIZE") {
@@ -159,11 +201,21 @@ fn mail(rest: &str) -> Result<Command<'_>, ParseError> {
             } else {
                 return Err(ParseError::Param("Unsupported BODY type"));
             });
+        } else if key.eq_ignore_ascii_case("AUTH") && !value.is_empty() {
+            if auth.is_some() {
+                return Err(ParseError::Syntax("Duplicate AUTH parameter"));
+            }
+            auth = Some(value);
         } else {
             return Err(ParseError::Param("Unsupported MAIL parameter"));
         }
     }
-    Ok(Command::Mail { from, size, body })
+    Ok(Command::Mail {
+        from,
+        size,
+        body,
+        auth,
+    })
 }
 
 fn rcpt(rest: &str) -> Result<Command<'_>, ParseError> {
@@ -264,7 +316,12 @@ mod tests {
     use super::*;
 
     fn mail(from: &str, size: Option<u64>, body: Option<Body>) -> Command<'_> {
-        Mail { from, size, body }
+        Mail {
+            from,
+            size,
+            body,
+            auth: None,
+        }
     }
 
     #[test]
@@ -275,8 +332,12 @@ mod tests {
             (b"LhLo [127.0.0.1]  ", Ok(Lhlo("[127.0.0.1]"))),
             (b"LHLO", Err(Syntax("Syntax: LHLO hostname"))),
             (b"LHLO a b", Err(Syntax("Syntax: LHLO hostname"))),
-            (b"HELO mx", Ok(Helo)),
-            (b"ehlo mx", Ok(Helo)),
+            (b"HELO mx", Ok(Helo("mx"))),
+            (b"ehlo mx", Ok(Ehlo("mx"))),
+            (b"EHLO [192.0.2.1] ", Ok(Ehlo("[192.0.2.1]"))),
+            (b"EHLO", Err(Syntax("Syntax: EHLO domain"))),
+            (b"HELO", Err(Syntax("Syntax: HELO domain"))),
+            (b"EHLO a b", Err(Syntax("Syntax: EHLO domain"))),
             (b"MAIL FROM:<a@b.c>", Ok(mail("a@b.c", None, None))),
             (b"mail from:<a@b.c>", Ok(mail("a@b.c", None, None))),
             (b"MAIL FROM: <a@b.c>", Ok(mail("a@b.c", None, None))),
@@ -318,6 +379,32 @@ mod tests {
             ),
             (
                 b"MAIL FROM:<a@b> AUTH=<>",
+                Ok(Mail {
+                    from: "a@b",
+                    size: None,
+                    body: None,
+                    auth: Some("<>"),
+                }),
+            ),
+            (
+                b"MAIL FROM:<a@b> AUTH=a+2Bb@c SIZE=5",
+                Ok(Mail {
+                    from: "a@b",
+                    size: Some(5),
+                    body: None,
+                    auth: Some("a+2Bb@c"),
+                }),
+            ),
+            (
+                b"MAIL FROM:<a@b> AUTH=<> AUTH=<>",
+                Err(Syntax("Duplicate AUTH parameter")),
+            ),
+            (
+                b"MAIL FROM:<a@b> AUTH",
+                Err(Param("Unsupported MAIL parameter")),
+            ),
+            (
+                b"MAIL FROM:<a@b> RET=HDRS",
                 Err(Param("Unsupported MAIL parameter")),
             ),
             (b"MAIL FROM:<a@b", Err(Path("Missing '>' in address"))),
@@ -384,7 +471,39 @@ mod tests {
             (b"starttls x", Err(Syntax("No arguments allowed"))),
             (b"EXPN list", Ok(NotImplemented)),
             (b"HELP", Ok(NotImplemented)),
-            (b"AUTH PLAIN", Ok(NotImplemented)),
+            (
+                b"AUTH PLAIN",
+                Ok(Auth {
+                    mechanism: "PLAIN",
+                    initial: None,
+                }),
+            ),
+            (
+                b"auth plain AGFAYgBj",
+                Ok(Auth {
+                    mechanism: "plain",
+                    initial: Some("AGFAYgBj"),
+                }),
+            ),
+            (
+                b"AUTH LOGIN =",
+                Ok(Auth {
+                    mechanism: "LOGIN",
+                    initial: Some("="),
+                }),
+            ),
+            (
+                b"AUTH",
+                Err(Syntax("Syntax: AUTH mechanism [initial-response]")),
+            ),
+            (
+                b"AUTH PLAIN a b",
+                Err(Syntax("Syntax: AUTH mechanism [initial-response]")),
+            ),
+            (
+                b"AUTH PL@IN",
+                Err(Syntax("Syntax: AUTH mechanism [initial-response]")),
+            ),
             (b"", Err(Unknown)),
             (b"   ", Err(Unknown)),
             (b"FOO", Err(Unknown)),
@@ -436,7 +555,7 @@ mod tests {
             }
         }
         // Every two-byte combination after each verb.
-        for verb in ["MAIL FROM:", "RCPT TO:", "BDAT ", "LHLO "] {
+        for verb in ["MAIL FROM:", "RCPT TO:", "BDAT ", "LHLO ", "EHLO ", "AUTH "] {
             for a in 0..=255u8 {
                 for b in [0u8, b' ', b'<', b'>', b'"', b'\\', b'@', b':', 0x80, 0xff] {
                     let mut l = verb.as_bytes().to_vec();

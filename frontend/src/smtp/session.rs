@@ -1,0 +1,588 @@
+//! One SMTP connection: the state machine of RFC 5321 §4.1, replies
+//! batched for PIPELINING (RFC 2920 §3.2: flushed when the client's input
+//! runs dry, never between pipelined commands).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use locator::Account;
+use shared::Address;
+use shared::net::netlist::canonical;
+use shared::net::{Conn, Line, LineReader, Transport};
+use shared::smtp::command::{self, Command, ParseError};
+use shared::smtp::data::Chunks;
+use tokio::io::AsyncWriteExt;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use super::metrics::ListenerLabel;
+use super::{Kind, Sink, Smtp, rcpt};
+use crate::queue::{Recipient, Route};
+
+/// Longest command line, CRLF excluded. RFC 5321 §4.5.3.1.4 says 512 with
+/// CRLF; like Postfix we take up to 2 KiB, for long parameters.
+pub(super) const MAX_LINE: usize = 2048;
+/// Failed AUTH attempts per connection before 421 and close.
+pub(super) const MAX_AUTH_FAILURES: u32 = 3;
+
+/// Why a session ends early.
+#[derive(Debug)]
+pub(super) enum Stop {
+    /// The client went away.
+    Eof,
+    /// Said goodbye (421 or 221) already.
+    Closed,
+    Io(io::Error),
+}
+
+impl From<io::Error> for Stop {
+    fn from(e: io::Error) -> Self {
+        Stop::Io(e)
+    }
+}
+
+/// What the read loop does after a command.
+pub(super) enum Next {
+    Go,
+    Close,
+    StartTls,
+    Data,
+    Bdat {
+        size: u64,
+        last: bool,
+    },
+    Auth {
+        plain: bool,
+        initial: Option<Vec<u8>>,
+    },
+}
+
+/// A mail transaction, from MAIL to the end of the body.
+pub(super) struct Transaction {
+    /// The reverse path, empty for `<>`.
+    pub sender: String,
+    pub eight_bit: bool,
+    pub rcpts: Vec<Recipient>,
+    /// BDAT chunks so far, once the first arrived.
+    pub chunks: Option<Chunks>,
+}
+
+pub(super) struct Session<'a, Q> {
+    pub smtp: &'a Smtp<Q>,
+    pub kind: Kind,
+    pub client: SocketAddr,
+    pub session: String,
+    acceptor: Option<TlsAcceptor>,
+    /// Replies not yet sent.
+    out: Vec<u8>,
+    errors: u32,
+    junk: u32,
+    transactions: u32,
+    pub auth_failures: u32,
+    /// The name given in EHLO/HELO; `None` until then (and after STARTTLS).
+    pub helo: Option<String>,
+    /// EHLO rather than HELO.
+    pub esmtp: bool,
+    pub tls: bool,
+    /// The account logged in with AUTH (submission).
+    pub user: Option<Arc<Account>>,
+    pub tx: Option<Transaction>,
+    /// The message being received, `Received:` first; reused.
+    pub body: Vec<u8>,
+    pub scratch: Vec<u8>,
+}
+
+/// Serves one connection on a listener of `kind`.
+pub(super) async fn run<Q: Sink>(
+    smtp: &Smtp<Q>,
+    kind: Kind,
+    conn: Conn,
+    shutdown: CancellationToken,
+) {
+    serve(
+        smtp,
+        kind,
+        conn.client,
+        conn.session,
+        conn.tls,
+        conn.stream,
+        shutdown,
+    )
+    .await;
+}
+
+/// [`run`] over any stream (a test pipe).
+pub(super) async fn serve<Q: Sink, S: Transport>(
+    smtp: &Smtp<Q>,
+    kind: Kind,
+    client: SocketAddr,
+    session: String,
+    tls: Option<TlsAcceptor>,
+    mut io: S,
+    shutdown: CancellationToken,
+) {
+    let listener = kind.name();
+    smtp.metrics
+        .sessions
+        .get_or_create(&ListenerLabel { listener })
+        .inc();
+    let ip = canonical(client.ip());
+    if !smtp.fe.trusted.contains(ip) && !smtp.rate.admit(ip) {
+        smtp.metrics
+            .rate_limited
+            .get_or_create(&ListenerLabel { listener })
+            .inc();
+        tracing::info!(%client, "connection rate exceeded");
+        let line = format!(
+            "421 4.7.0 {} Too many connections from your address, try again later\r\n",
+            smtp.hostname
+        );
+        let _ = shared::net::write_within(&mut io, line.as_bytes(), smtp.cfg.idle_timeout).await;
+        return;
+    }
+    let session = Session {
+        smtp,
+        kind,
+        client,
+        session,
+        // Implicit TLS already happened for submissions.
+        acceptor: tls.filter(|_| kind != Kind::Submissions),
+        out: Vec::with_capacity(512),
+        errors: 0,
+        junk: 0,
+        transactions: 0,
+        auth_failures: 0,
+        helo: None,
+        esmtp: false,
+        tls: false,
+        user: None,
+        tx: None,
+        body: Vec::new(),
+        scratch: Vec::new(),
+    };
+    session.run(io, shutdown).await;
+}
+
+impl<'a, Q: Sink> Session<'a, Q> {
+    pub async fn run<S: Transport>(mut self, mut io: S, shutdown: CancellationToken) {
+        self.tls = io.is_tls();
+        let mut reader = LineReader::new(MAX_LINE);
+        let hostname = self.host();
+        self.reply(format_args!("220 {hostname} ESMTP Tandem"));
+        let idle = self.smtp.cfg.idle_timeout;
+        loop {
+            if let Err(e) = self.flush_before_read(&reader, &mut io).await {
+                tracing::debug!(error = %e, "write failed");
+                return;
+            }
+            let read = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    self.reply(format_args!("421 4.3.2 {hostname} Service shutting down, closing"));
+                    break;
+                }
+                r = tokio::time::timeout(idle, reader.read_line(&mut io)) => r,
+            };
+            let next = match read {
+                Err(_) => {
+                    tracing::info!("idle timeout");
+                    self.reply(format_args!("421 4.4.2 {hostname} Idle timeout, closing"));
+                    break;
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "read failed");
+                    return;
+                }
+                Ok(Ok(Line::Eof)) => {
+                    tracing::debug!("client closed the connection");
+                    return;
+                }
+                Ok(Ok(Line::TooLong)) => self.error("500 5.5.2 Line too long"),
+                Ok(Ok(Line::Line(line))) => self.command(command::parse(line)).await,
+            };
+            let r = match next {
+                Next::Go => Ok(()),
+                Next::Close => break,
+                Next::Data => self.data(&mut reader, &mut io).await,
+                Next::Bdat { size, last } => self.bdat(size, last, &mut reader, &mut io).await,
+                Next::Auth { plain, initial } => {
+                    self.auth(plain, initial, &mut reader, &mut io).await
+                }
+                Next::StartTls => {
+                    let Some(acceptor) = self.acceptor.clone() else {
+                        break;
+                    };
+                    if self.flush(&mut io).await.is_err() {
+                        return;
+                    }
+                    // Whatever was pipelined after STARTTLS arrived in
+                    // plaintext and must not be taken as said over TLS.
+                    reader.clear();
+                    match io.start_tls(&acceptor).await {
+                        Ok(tls) => io = tls,
+                        Err(e) => {
+                            tracing::info!(error = %e, "STARTTLS handshake failed");
+                            return;
+                        }
+                    }
+                    // RFC 3207 §4.2: forget what the client said before.
+                    self.tls = true;
+                    self.helo = None;
+                    self.tx = None;
+                    Ok(())
+                }
+            };
+            match r {
+                Ok(()) => {}
+                Err(Stop::Closed) => break,
+                Err(Stop::Eof) => {
+                    tracing::debug!("client closed the connection");
+                    return;
+                }
+                Err(Stop::Io(e)) => {
+                    tracing::debug!(error = %e, "connection failed");
+                    return;
+                }
+            }
+        }
+        if self.flush(&mut io).await.is_ok() {
+            let _ = tokio::time::timeout(idle, io.shutdown()).await;
+        }
+    }
+
+    /// This frontend's name, for greetings and goodbyes.
+    pub fn host(&self) -> &'a str {
+        let smtp: &'a Smtp<Q> = self.smtp;
+        &smtp.hostname
+    }
+
+    /// Queues a reply line.
+    pub fn reply(&mut self, line: std::fmt::Arguments<'_>) {
+        use std::io::Write;
+        // Writing to a Vec cannot fail.
+        let _ = self.out.write_fmt(line);
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    /// Queues a reply to a client mistake, and ends the session after too many.
+    pub fn error(&mut self, line: &str) -> Next {
+        self.reply(format_args!("{line}"));
+        self.errors += 1;
+        if self.errors >= self.smtp.cfg.max_errors {
+            let hostname = self.host();
+            self.reply(format_args!(
+                "421 4.7.0 {hostname} Too many errors, closing"
+            ));
+            tracing::info!(errors = self.errors, "too many protocol errors; closing");
+            return Next::Close;
+        }
+        Next::Go
+    }
+
+    /// Counts a command that moves no mail; closes after too many.
+    fn junk(&mut self) -> bool {
+        self.junk += 1;
+        if self.junk > self.smtp.cfg.max_junk_commands {
+            let hostname = self.host();
+            self.reply(format_args!(
+                "421 4.7.0 {hostname} Too many commands, closing"
+            ));
+            tracing::info!(commands = self.junk, "too many commands; closing");
+            return false;
+        }
+        true
+    }
+
+    pub async fn flush<S: Transport>(&mut self, io: &mut S) -> io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        shared::net::write_within(io, &self.out, self.smtp.cfg.idle_timeout).await?;
+        self.out.clear();
+        Ok(())
+    }
+
+    /// Sends the queued replies unless a whole pipelined command is already
+    /// waiting: its reply can go out with them.
+    pub async fn flush_before_read<S: Transport>(
+        &mut self,
+        reader: &LineReader,
+        io: &mut S,
+    ) -> io::Result<()> {
+        if !self.out.is_empty() && !reader.buffered().contains(&b'\n') {
+            self.flush(io).await?;
+        }
+        Ok(())
+    }
+
+    async fn command(&mut self, cmd: Result<Command<'_>, ParseError>) -> Next {
+        let cmd = match cmd {
+            Ok(c) => c,
+            Err(e) => {
+                return match e {
+                    ParseError::Unknown => {
+                        self.error("500 5.5.2 Syntax error, command unrecognized")
+                    }
+                    ParseError::Syntax(why) => self.error(&format!("501 5.5.4 {why}")),
+                    ParseError::Path(why) if self.tx.is_some() => {
+                        self.error(&format!("501 5.1.3 {why}"))
+                    }
+                    ParseError::Path(why) => self.error(&format!("501 5.1.7 {why}")),
+                    ParseError::Param(why) => self.error(&format!("555 5.5.4 {why}")),
+                    ParseError::Bdat => {
+                        // The chunk's size is unknown, so its bytes cannot
+                        // be told from commands: the session is lost.
+                        self.reply(format_args!("501 5.5.4 {e}"));
+                        let hostname = self.host();
+                        self.reply(format_args!("421 4.5.0 {hostname} Out of step, closing"));
+                        Next::Close
+                    }
+                };
+            }
+        };
+        match cmd {
+            Command::Ehlo(name) => self.hello(name, true),
+            Command::Helo(name) => self.hello(name, false),
+            Command::Lhlo(_) => self.error("500 5.5.1 This is SMTP: use EHLO"),
+            Command::Mail { auth: Some(_), .. } if !self.kind.submission() => {
+                self.error("555 5.5.4 Unsupported MAIL parameter")
+            }
+            Command::Mail {
+                from, size, body, ..
+            } => self.mail(from, size, body == Some(shared::smtp::Body::EightBitMime)),
+            Command::Rcpt { to } => self.rcpt(to).await,
+            Command::Data => Next::Data,
+            Command::Bdat { size, last } => Next::Bdat { size, last },
+            Command::Auth { mechanism, initial } => self.auth_command(mechanism, initial),
+            Command::Rset => {
+                if !self.junk() {
+                    return Next::Close;
+                }
+                self.tx = None;
+                self.reply(format_args!("250 2.0.0 Ok"));
+                Next::Go
+            }
+            Command::Noop => {
+                if !self.junk() {
+                    return Next::Close;
+                }
+                self.reply(format_args!("250 2.0.0 Ok"));
+                Next::Go
+            }
+            Command::Vrfy => {
+                if !self.junk() {
+                    return Next::Close;
+                }
+                // RFC 5321 §3.5.3: no address harvesting.
+                self.reply(format_args!(
+                    "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery"
+                ));
+                Next::Go
+            }
+            Command::Quit => {
+                let hostname = self.host();
+                self.reply(format_args!("221 2.0.0 {hostname} Bye"));
+                Next::Close
+            }
+            Command::StartTls => self.starttls(),
+            Command::NotImplemented => self.error("502 5.5.1 Command not implemented"),
+        }
+    }
+
+    fn hello(&mut self, name: &str, esmtp: bool) -> Next {
+        if !self.junk() {
+            return Next::Close;
+        }
+        // EHLO resets any transaction (RFC 5321 §4.1.4).
+        self.tx = None;
+        self.helo = Some(name.to_owned());
+        self.esmtp = esmtp;
+        let hostname = self.host();
+        if !esmtp {
+            self.reply(format_args!("250 {hostname}"));
+            return Next::Go;
+        }
+        self.reply(format_args!("250-{hostname}"));
+        self.reply(format_args!("250-PIPELINING"));
+        self.reply(format_args!("250-SIZE {}", self.smtp.cfg.max_message_size));
+        self.reply(format_args!("250-8BITMIME"));
+        self.reply(format_args!("250-ENHANCEDSTATUSCODES"));
+        if self.acceptor.is_some() && !self.tls {
+            self.reply(format_args!("250-STARTTLS"));
+        }
+        if self.auth_offered() {
+            self.reply(format_args!("250-AUTH PLAIN LOGIN"));
+        }
+        self.reply(format_args!("250 CHUNKING"));
+        Next::Go
+    }
+
+    /// AUTH is offered on submission, not yet logged in, over TLS or from
+    /// the trusted networks (RFC 4954 §4: never a password in the clear).
+    pub fn auth_offered(&self) -> bool {
+        self.kind.submission()
+            && self.user.is_none()
+            && (self.tls || self.smtp.fe.plaintext_allowed(canonical(self.client.ip())))
+    }
+
+    fn starttls(&mut self) -> Next {
+        if self.tls {
+            return self.error("503 5.5.1 TLS already active");
+        }
+        if self.acceptor.is_none() {
+            return self.error("502 5.5.1 STARTTLS not available");
+        }
+        if self.tx.is_some() {
+            return self.error("503 5.5.1 Mail transaction in progress");
+        }
+        self.reply(format_args!("220 2.0.0 Ready to start TLS"));
+        Next::StartTls
+    }
+
+    fn mail(&mut self, from: &str, size: Option<u64>, eight_bit: bool) -> Next {
+        if self.helo.is_none() {
+            return self.error("503 5.5.1 Send EHLO or HELO first");
+        }
+        if self.tx.is_some() {
+            return self.error("503 5.5.1 Nested MAIL command");
+        }
+        if self.kind.submission() {
+            let Some(user) = self.user.clone() else {
+                return self.error("530 5.7.0 Authentication required");
+            };
+            if let Err(why) = sender_allowed(&user, from) {
+                tracing::info!(user = %user.address, sender = from, "sender refused");
+                self.reply(format_args!(
+                    "553 5.7.1 <{from}>: Sender address rejected: {why}"
+                ));
+                return Next::Go;
+            }
+        }
+        let max = self.smtp.cfg.max_message_size;
+        if size.is_some_and(|s| s > max) {
+            self.reply(format_args!(
+                "552 5.3.4 Message size exceeds fixed maximum message size ({max})"
+            ));
+            return Next::Go;
+        }
+        self.transactions += 1;
+        if self.transactions > self.smtp.cfg.max_transactions {
+            let hostname = self.host();
+            self.reply(format_args!(
+                "421 4.7.0 {hostname} Too many messages in one connection, closing"
+            ));
+            return Next::Close;
+        }
+        self.tx = Some(Transaction {
+            sender: from.to_owned(),
+            eight_bit,
+            rcpts: Vec::new(),
+            chunks: None,
+        });
+        self.reply(format_args!("250 2.1.0 Ok"));
+        Next::Go
+    }
+
+    async fn rcpt(&mut self, to: &str) -> Next {
+        let listener = self.kind.name();
+        let Some(tx) = &self.tx else {
+            return self.error("503 5.5.1 Send MAIL first");
+        };
+        if tx.chunks.is_some() {
+            return self.error("503 5.5.1 RCPT after BDAT");
+        }
+        if tx.rcpts.len() >= self.smtp.cfg.max_recipients {
+            self.smtp.metrics.recipient(listener, "too_many");
+            self.reply(format_args!("452 4.5.3 Too many recipients"));
+            return Next::Go;
+        }
+        let Ok(address) = Address::parse(to) else {
+            self.smtp.metrics.recipient(listener, "bad_address");
+            return self.error("501 5.1.3 Bad recipient address syntax");
+        };
+        let authenticated = self.user.is_some();
+        let route = match rcpt::resolve(self.smtp, self.kind, authenticated, &address).await {
+            Ok(r) => r,
+            Err(refusal) => {
+                match &refusal {
+                    rcpt::Refusal::Unavailable(why) => {
+                        tracing::warn!(rcpt = %address, reason = %why, "recipient temporarily refused")
+                    }
+                    other => {
+                        tracing::info!(rcpt = %address, result = other.label(), "recipient refused")
+                    }
+                }
+                self.smtp.metrics.recipient(listener, refusal.label());
+                self.reply(format_args!("{}", refusal.reply(&address)));
+                return Next::Go;
+            }
+        };
+        self.smtp
+            .metrics
+            .recipient(listener, if route == Route::Relay { "relay" } else { "ok" });
+        if let Some(tx) = &mut self.tx {
+            // The same mailbox twice (an address again, or an alias of an
+            // account already named) gets one copy.
+            let same = |r: &Recipient| match (&r.route, &route) {
+                (Route::Local { account: a, .. }, Route::Local { account: b, .. }) => a == b,
+                (Route::Relay, Route::Relay) => {
+                    Address::parse(&r.address).is_ok_and(|a| a == address)
+                }
+                _ => false,
+            };
+            if !tx.rcpts.iter().any(same) {
+                tx.rcpts.push(Recipient {
+                    address: to.to_owned(),
+                    route,
+                });
+            }
+        }
+        self.reply(format_args!("250 2.1.5 Ok"));
+        Next::Go
+    }
+}
+
+/// RFC 6409 §6.1: a submission's envelope sender is the user's own: its
+/// address or one of its aliases. The null sender is for bounces, which
+/// users do not send.
+fn sender_allowed(user: &Account, from: &str) -> Result<(), &'static str> {
+    if from.is_empty() {
+        return Err("null sender not allowed on submission");
+    }
+    let Ok(sender) = Address::parse(from) else {
+        return Err("bad address");
+    };
+    if sender == user.address || user.aliases.contains(&sender) {
+        Ok(())
+    } else {
+        Err("not owned by the authenticated user")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sender_must_be_the_users_own() {
+        let a = |s: &str| Address::parse(s).unwrap();
+        let user = Account {
+            address: a("alice@example.com"),
+            aliases: vec![a("al@example.com")],
+            password: None,
+            cluster: "c1".into(),
+            state: locator::AccountState::Active,
+            quota: 0,
+            created: 0,
+            dn: None,
+        };
+        assert_eq!(sender_allowed(&user, "alice@example.com"), Ok(()));
+        assert_eq!(sender_allowed(&user, "Alice@EXAMPLE.com"), Ok(()));
+        assert_eq!(sender_allowed(&user, "al@example.com"), Ok(()));
+        assert!(sender_allowed(&user, "bob@example.com").is_err());
+        assert!(sender_allowed(&user, "alice@example.org").is_err());
+        assert!(sender_allowed(&user, "").is_err());
+        assert!(sender_allowed(&user, "\"alice@example.com\"@evil.test").is_err());
+    }
+}
