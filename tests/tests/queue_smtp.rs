@@ -1,0 +1,110 @@
+//! The queue behind a real `tandem frontend` process: what an SMTP client
+//! that got 250 may count on when a cluster is down, also across a
+//! SIGKILL of the frontend.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tests::backend::{Backend, tandem_bin};
+use tests::clients::require;
+use tests::frontend::Frontend;
+
+fn inbox(b: &Backend, address: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for sub in ["new", "cur"] {
+        if let Ok(rd) = std::fs::read_dir(b.maildir(address).join(sub)) {
+            out.extend(
+                rd.filter_map(Result::ok)
+                    .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default()),
+            );
+        }
+    }
+    out
+}
+
+fn spool_entries(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "q"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn eventually(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_cluster_down_at_data_time_gets_250_and_one_delivery_also_across_a_sigkill() {
+    let b1 = Backend::start().unwrap();
+    let mut b2 = Backend::start_beside(&b1, "c2", "n2").unwrap();
+    b1.add_account_on("alice@example.com", "pw", "c1").unwrap();
+    b1.add_account_on("bob@example.com", "pw", "c2").unwrap();
+    let mut fe = Frontend::start_with_queue(&b1, "    retry_min: 1s\n    retry_max: 2s\n", "")
+        .expect("frontend");
+    b2.kill();
+
+    let swaks = require("swaks", "swaks");
+    let out = Command::new(swaks)
+        .args(["--server", &fe.smtp_addr().to_string()])
+        .args(["--from", "sender@example.org"])
+        .args(["--to", "alice@example.com,bob@example.com"])
+        .args(["--header", "Subject: while c2 is down"])
+        .args(["--timeout", "30"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run swaks");
+    let transcript = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "swaks failed:\n{transcript}");
+    assert!(
+        transcript.contains("<-  250 2.0.0"),
+        "the sender got 250 after DATA:\n{transcript}"
+    );
+    assert_eq!(inbox(&b1, "alice@example.com").len(), 1);
+    let spool = fe.queue_dir();
+    assert_eq!(spool_entries(&spool), 1, "bob's copy waits in the spool");
+
+    // What `tandem queue list` shows of it.
+    let config = spool.parent().expect("frontend dir").join("tandem.yaml");
+    let list = Command::new(tandem_bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["--json", "queue", "list"])
+        .output()
+        .expect("tandem queue list");
+    let list: serde_json::Value = serde_json::from_slice(&list.stdout).expect("JSON");
+    assert_eq!(
+        list[0]["pending"],
+        serde_json::json!(["bob@example.com"]),
+        "{list}"
+    );
+    assert_eq!(list[0]["sender"], "sender@example.org");
+
+    // A crash of the frontend: the spool survives as it was.
+    fe.kill();
+    assert_eq!(spool_entries(&spool), 1);
+    fe.restart().expect("frontend restarts");
+    b2.restart().unwrap();
+    eventually("bob's copy after c2 returned", 30, || {
+        inbox(&b2, "bob@example.com").len() == 1
+    });
+    eventually("the spool emptied", 10, || spool_entries(&spool) == 0);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(inbox(&b2, "bob@example.com").len(), 1, "exactly once");
+    assert_eq!(inbox(&b1, "alice@example.com").len(), 1, "alice not again");
+    let bob = &inbox(&b2, "bob@example.com")[0];
+    assert!(bob.contains("Subject: while c2 is down"), "{bob}");
+    let m = fe.metrics();
+    assert!(
+        m.contains("tandem_queue_recipients_total{result=\"delivered\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("tandem_queue_length 0"), "{m}");
+}
