@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use frontend::queue::config::{Smarthost, SmarthostTls};
+use frontend::queue::config::{Smarthost, SmarthostAuth, SmarthostTls};
 use frontend::queue::{Disposition, Envelope, Queue, QueueConfig, Recipient, Refused, Route};
 use frontend::route::Router;
 use tests::backend::Backend;
+use tests::frontend::Frontend;
 use tests::servers::SmtpSink;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -700,5 +701,103 @@ async fn a_full_spool_refuses_for_now() {
         m.contains("tandem_queue_messages_total{result=\"refused_temporary\"} 1"),
         "{m}"
     );
+    q.stop().await;
+}
+
+/// A CA and a certificate it signed for 127.0.0.1 (PEM files in `dir`):
+/// (ca, cert, key).
+fn ca_and_leaf(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("CA key")).expect("CA");
+    let key = KeyPair::generate().expect("leaf key");
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("leaf params")
+        .signed_by(&key, &ca)
+        .expect("leaf");
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&paths.0, ca.pem()).expect("write CA");
+    std::fs::write(&paths.1, leaf.pem()).expect("write cert");
+    std::fs::write(&paths.2, key.serialize_pem()).expect("write key");
+    paths
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_through_a_smarthost_with_starttls_and_auth() {
+    let b1 = Backend::start().unwrap();
+    let b2 = Backend::start_beside(&b1, "c2", "n2").unwrap();
+    b1.add_account_on("alice@example.com", "alice-pw", "c1")
+        .unwrap();
+    b1.add_account_on("bob@example.com", "pw", "c2").unwrap();
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = ca_and_leaf(certs.path());
+    // The smarthost: another frontend's submission port (STARTTLS, AUTH).
+    let relay_host = Frontend::start(
+        &b1,
+        &format!(
+            "  tls:\n    cert: {}\n    key: {}\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let password = certs.path().join("password");
+    std::fs::write(&password, "alice-pw\n").unwrap();
+    let smarthost = |password_file: &Path| Smarthost {
+        address: relay_host.submission_addr().to_string(),
+        tls: SmarthostTls::Starttls,
+        ca_file: Some(ca.clone()),
+        insecure_skip_verify: false,
+        auth: Some(SmarthostAuth {
+            username: "alice@example.com".into(),
+            password_file: password_file.to_owned(),
+        }),
+    };
+    let spool = tempfile::tempdir().unwrap();
+    let mut cfg = config(spool.path());
+    cfg.smarthost = Some(smarthost(&password));
+    let q = Running::start(&b1, cfg).await;
+    let env = envelope("alice@example.com", vec![relay("bob@example.com")]);
+    let accepted = q.queue.accept(env, message("over TLS")).await.unwrap();
+    assert_eq!(
+        accepted.recipients,
+        vec![Disposition::Delivered],
+        "smarthost log:\n{}",
+        relay_host.log()
+    );
+    eventually("the relayed copy", 10, || {
+        inbox(&b2, "bob@example.com").len() == 1
+    })
+    .await;
+    let text = &inbox_text(&b2, "bob@example.com")[0];
+    assert!(text.contains("Subject: over TLS"), "{text}");
+    assert!(
+        q.metrics()
+            .contains("tandem_queue_recipients_total{result=\"relayed\"} 1")
+    );
+    q.stop().await;
+
+    // A wrong password: the smarthost refuses AUTH, the copy waits.
+    let wrong = certs.path().join("wrong");
+    std::fs::write(&wrong, "nope\n").unwrap();
+    let mut cfg = config(spool.path());
+    cfg.smarthost = Some(smarthost(&wrong));
+    let q = Running::start(&b1, cfg).await;
+    let env = envelope("alice@example.com", vec![relay("bob@example.com")]);
+    let accepted = q
+        .queue
+        .accept(env, message("wrong password"))
+        .await
+        .unwrap();
+    assert_eq!(accepted.recipients, vec![Disposition::Queued]);
+    let id = &accepted.id;
+    let l = frontend::queue::spool::load(spool.path(), id, false).unwrap();
+    let err = l.last_error.unwrap_or_default();
+    assert!(err.contains("AUTH: 535"), "{err}");
     q.stop().await;
 }
