@@ -10,19 +10,6 @@ use tests::backend::{Backend, tandem_bin};
 use tests::clients::require;
 use tests::frontend::Frontend;
 
-fn inbox(b: &Backend, address: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for sub in ["new", "cur"] {
-        if let Ok(rd) = std::fs::read_dir(b.maildir(address).join(sub)) {
-            out.extend(
-                rd.filter_map(Result::ok)
-                    .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default()),
-            );
-        }
-    }
-    out
-}
-
 fn spool_entries(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .map(|rd| {
@@ -67,7 +54,7 @@ fn a_cluster_down_at_data_time_gets_250_and_one_delivery_also_across_a_sigkill()
         transcript.contains("<-  250 2.0.0"),
         "the sender got 250 after DATA:\n{transcript}"
     );
-    assert_eq!(inbox(&b1, "alice@example.com").len(), 1);
+    assert_eq!(b1.inbox("alice@example.com").len(), 1);
     let spool = fe.queue_dir();
     assert_eq!(spool_entries(&spool), 1, "bob's copy waits in the spool");
 
@@ -93,13 +80,13 @@ fn a_cluster_down_at_data_time_gets_250_and_one_delivery_also_across_a_sigkill()
     fe.restart().expect("frontend restarts");
     b2.restart().unwrap();
     eventually("bob's copy after c2 returned", 30, || {
-        inbox(&b2, "bob@example.com").len() == 1
+        b2.inbox("bob@example.com").len() == 1
     });
     eventually("the spool emptied", 10, || spool_entries(&spool) == 0);
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(inbox(&b2, "bob@example.com").len(), 1, "exactly once");
-    assert_eq!(inbox(&b1, "alice@example.com").len(), 1, "alice not again");
-    let bob = &inbox(&b2, "bob@example.com")[0];
+    assert_eq!(b2.inbox("bob@example.com").len(), 1, "exactly once");
+    assert_eq!(b1.inbox("alice@example.com").len(), 1, "alice not again");
+    let bob = &b2.inbox("bob@example.com")[0];
     assert!(bob.contains("Subject: while c2 is down"), "{bob}");
     let m = fe.metrics();
     assert!(
