@@ -773,3 +773,52 @@ async fn relays_through_a_smarthost_with_starttls_and_auth() {
     assert!(err.contains("AUTH: 535"), "{err}");
     q.stop().await;
 }
+
+/// Sends `n` messages through `accept` from `parallel` senders at once;
+/// messages per second.
+async fn rate(q: &Arc<Queue>, n: usize, parallel: usize, rcpts: &[Recipient]) -> f64 {
+    let started = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for s in 0..parallel {
+        let (q, rcpts) = (q.clone(), rcpts.to_vec());
+        set.spawn(async move {
+            for i in (s..n).step_by(parallel) {
+                let env = envelope("sender@example.org", rcpts.clone());
+                let a = q.accept(env, message(&format!("load {i}"))).await;
+                assert!(a.is_ok(), "{a:?}");
+            }
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.expect("sender task");
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement (~1 min), not a check: cargo test -p tests --test queue -- --ignored --nocapture measure"]
+async fn measure_accept_rates() {
+    let (b1, mut b2) = two_clusters();
+    let spool = tempfile::tempdir().unwrap();
+    let q = Running::start(&b1, config(spool.path())).await;
+    let n = 400;
+    let alice = [local("alice@example.com", "c1")];
+    let both = [
+        local("alice@example.com", "c1"),
+        local("bob@example.com", "c2"),
+    ];
+    let one_seq = rate(&q.queue, n, 1, &alice).await;
+    let one_par = rate(&q.queue, n, 16, &alice).await;
+    let two_par = rate(&q.queue, n, 16, &both).await;
+    b2.kill();
+    let spooled = rate(&q.queue, n, 16, &[local("bob@example.com", "c2")]).await;
+    println!(
+        "accept, delivered by LMTP (fsync on), {n} messages each:\n\
+         \x20 1 recipient, 1 sender:            {one_seq:.0} msg/s\n\
+         \x20 1 recipient, 16 senders:          {one_par:.0} msg/s\n\
+         \x20 2 clusters in parallel, 16 senders: {two_par:.0} msg/s\n\
+         \x20 cluster down, spooled, 16 senders: {spooled:.0} msg/s"
+    );
+    assert_eq!(spool_entries(spool.path()), n);
+    q.stop().await;
+}
