@@ -64,6 +64,9 @@ pub(super) struct Transaction {
     pub sender: String,
     pub eight_bit: bool,
     pub rcpts: Vec<Recipient>,
+    /// RCPT commands answered 250, duplicates included: what the limit
+    /// counts (like Postfix), so repeating one address cannot get round it.
+    pub accepted: usize,
     /// BDAT chunks so far, once the first arrived.
     pub chunks: Option<Chunks>,
 }
@@ -478,6 +481,7 @@ impl<'a, Q: Sink> Session<'a, Q> {
             sender: from.to_owned(),
             eight_bit,
             rcpts: Vec::new(),
+            accepted: 0,
             chunks: None,
         });
         self.reply(format_args!("250 2.1.0 Ok"));
@@ -492,7 +496,7 @@ impl<'a, Q: Sink> Session<'a, Q> {
         if tx.chunks.is_some() {
             return self.error("503 5.5.1 RCPT after BDAT");
         }
-        if tx.rcpts.len() >= self.smtp.cfg.max_recipients {
+        if tx.accepted >= self.smtp.cfg.max_recipients {
             self.smtp.metrics.recipient(listener, "too_many");
             self.reply(format_args!("452 4.5.3 Too many recipients"));
             return Next::Go;
@@ -531,6 +535,7 @@ impl<'a, Q: Sink> Session<'a, Q> {
                 }
                 _ => false,
             };
+            tx.accepted += 1;
             if !tx.rcpts.iter().any(same) {
                 tx.rcpts.push(Recipient {
                     address: to.to_owned(),
