@@ -49,6 +49,9 @@ pub enum Command {
     /// The config file.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// This frontend host's mail spool (`frontend.queue.dir`).
+    #[command(subcommand)]
+    Queue(QueueCmd),
     /// Run a backend node (the `backend:` section) until SIGTERM.
     Backend {
         /// This node's id, as in `tandem cluster node add CLUSTER NODE`.
@@ -223,6 +226,25 @@ pub enum NodeCmd {
     },
     /// Remove a node.
     Rm { cluster: String, node: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCmd {
+    /// Messages waiting: id, age, sender, pending recipients, attempts,
+    /// next attempt, last error.
+    List,
+    /// One message: every recipient's state and the message's header.
+    Show { id: String },
+    /// Make a message (or every one) due now; the running frontend
+    /// tries it within a second.
+    Retry {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Remove a message without a DSN to its sender.
+    Delete { id: String },
 }
 
 #[derive(Debug, Subcommand)]

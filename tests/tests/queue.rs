@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use frontend::queue::config::{Smarthost, SmarthostTls};
 use frontend::queue::{Disposition, Envelope, Queue, QueueConfig, Recipient, Refused, Route};
 use frontend::route::Router;
 use tests::backend::Backend;
+use tests::servers::SmtpSink;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -275,5 +277,428 @@ async fn every_recipient_refused_is_a_permanent_refusal() {
         other => panic!("expected a permanent refusal, got {other:?}"),
     }
     assert_eq!(spool_entries(spool.path()), 0);
+    q.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_failures_bounce_to_the_sender_mailbox() {
+    let b1 = Backend::start().unwrap();
+    b1.add_account_on("sender@example.com", "pw", "c1").unwrap();
+    b1.add_account_on("alice@example.com", "pw", "c1").unwrap();
+    b1.add_account_on("full@example.com", "pw", "c1").unwrap();
+    b1.tandem_ok(&["account", "quota", "full@example.com", "10"])
+        .unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let q = Running::start(&b1, config(spool.path())).await;
+    let env = envelope(
+        "sender@example.com",
+        vec![
+            local("alice@example.com", "c1"),
+            local("nobody@example.com", "c1"),
+            local("full@example.com", "c1"),
+        ],
+    );
+    let accepted = q
+        .queue
+        .accept(env, message("partly bounced"))
+        .await
+        .unwrap();
+    assert_eq!(accepted.recipients[0], Disposition::Delivered);
+    assert!(
+        matches!(&accepted.recipients[1], Disposition::Failed { reply } if reply.starts_with("550 5.1.1")),
+        "{:?}",
+        accepted.recipients
+    );
+    assert!(
+        matches!(&accepted.recipients[2], Disposition::Failed { reply } if reply.starts_with("552 5.2.2")),
+        "{:?}",
+        accepted.recipients
+    );
+    eventually("the DSN in the sender's mailbox", 10, || {
+        inbox(&b1, "sender@example.com").len() == 1
+    })
+    .await;
+    let dsn = &inbox_text(&b1, "sender@example.com")[0];
+    for want in [
+        "From: Mail Delivery System <MAILER-DAEMON@mx.test>",
+        "report-type=delivery-status",
+        "Final-Recipient: rfc822; nobody@example.com\nAction: failed\nStatus: 5.1.1\n",
+        "Final-Recipient: rfc822; full@example.com\nAction: failed\nStatus: 5.2.2\n",
+        "Diagnostic-Code: smtp; 552 5.2.2",
+        "Content-Type: text/rfc822-headers",
+        "Subject: partly bounced",
+    ] {
+        assert!(dsn.contains(want), "missing {want:?} in DSN:\n{dsn}");
+    }
+    // The backend saw the null sender for the DSN.
+    assert!(dsn.contains("Return-Path: <>"), "{dsn}");
+    assert!(
+        q.metrics().contains("tandem_queue_dsns_total 1"),
+        "{}",
+        q.metrics()
+    );
+
+    // A bounce never gets a bounce: the null sender's failures are dropped.
+    let env = envelope(
+        "",
+        vec![
+            local("alice@example.com", "c1"),
+            local("nobody@example.com", "c1"),
+        ],
+    );
+    let accepted = q.queue.accept(env, message("a bounce")).await.unwrap();
+    assert_eq!(accepted.recipients[0], Disposition::Delivered);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(q.metrics().contains("tandem_queue_dsns_total 1"));
+    assert_eq!(spool_entries(spool.path()), 0);
+    q.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifetime_expiry_sends_a_dsn() {
+    let b1 = Backend::start().unwrap();
+    let mut b2 = Backend::start_beside(&b1, "c2", "n2").unwrap();
+    b1.add_account_on("sender@example.com", "pw", "c1").unwrap();
+    b1.add_account_on("bob@example.com", "pw", "c2").unwrap();
+    b2.kill();
+    let spool = tempfile::tempdir().unwrap();
+    let mut cfg = config(spool.path());
+    cfg.lifetime = Duration::from_secs(4);
+    let q = Running::start(&b1, cfg).await;
+    let env = envelope("sender@example.com", vec![local("bob@example.com", "c2")]);
+    let accepted = q.queue.accept(env, message("never arrives")).await.unwrap();
+    assert_eq!(accepted.recipients, vec![Disposition::Queued]);
+    eventually("the expiry DSN", 20, || {
+        inbox(&b1, "sender@example.com").len() == 1
+    })
+    .await;
+    let dsn = &inbox_text(&b1, "sender@example.com")[0];
+    assert!(
+        dsn.contains("Final-Recipient: rfc822; bob@example.com\nAction: failed\nStatus: 4.4.7\n"),
+        "{dsn}"
+    );
+    assert!(dsn.contains("Delivery time expired"), "{dsn}");
+    assert!(dsn.contains("cluster c2"), "the last error is told: {dsn}");
+    eventually("the spool emptied", 10, || spool_entries(spool.path()) == 0).await;
+    q.stop().await;
+    b2.restart().unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(inbox(&b2, "bob@example.com").is_empty());
+}
+
+/// A config file for `tandem queue` naming the spool.
+fn cli_config(b: &Backend, spool: &Path) -> tempfile::NamedTempFile {
+    let text = format!(
+        "locator:\n  sql:\n    url: sqlite://{db}\n\
+         frontend:\n  backend_login:\n    identity: x\n    secret: y\n  listen:\n    imap: 127.0.0.1:1\n  queue:\n    dir: {dir}\n",
+        db = b.locator_db().display(),
+        dir = spool.display()
+    );
+    let f = tempfile::NamedTempFile::new().expect("temp config");
+    std::fs::write(f.path(), text).expect("write config");
+    f
+}
+
+fn tandem_json(config: &Path, args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(tests::backend::tandem_bin())
+        .arg("--config")
+        .arg(config)
+        .arg("--json")
+        .args(args)
+        .output()
+        .expect("run tandem");
+    assert!(
+        out.status.success(),
+        "tandem {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON output")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tandem_queue_list_retry_delete() {
+    let b1 = Backend::start().unwrap();
+    let mut b2 = Backend::start_beside(&b1, "c2", "n2").unwrap();
+    b1.add_account_on("bob@example.com", "pw", "c2").unwrap();
+    b1.add_account_on("carol@example.com", "pw", "c2").unwrap();
+    b2.kill();
+    let spool = tempfile::tempdir().unwrap();
+    let cfg_file = cli_config(&b1, spool.path());
+    let mut cfg = config(spool.path());
+    // Retries far apart: only `retry` makes them happen in this test.
+    cfg.retry_min = Duration::from_secs(3600);
+    cfg.retry_max = Duration::from_secs(3600);
+    let q = Running::start(&b1, cfg.clone()).await;
+    let first = q
+        .queue
+        .accept(
+            envelope("sender@example.org", vec![local("bob@example.com", "c2")]),
+            message("to retry"),
+        )
+        .await
+        .unwrap();
+    let second = q
+        .queue
+        .accept(
+            envelope("sender@example.org", vec![local("carol@example.com", "c2")]),
+            message("to delete"),
+        )
+        .await
+        .unwrap();
+
+    let list = tandem_json(cfg_file.path(), &["queue", "list"]);
+    let list = list.as_array().expect("a list");
+    assert_eq!(list.len(), 2, "{list:?}");
+    let entry = list
+        .iter()
+        .find(|e| e["id"] == first.id.as_str())
+        .expect("the first message listed");
+    assert_eq!(entry["sender"], "sender@example.org");
+    assert_eq!(entry["pending"], serde_json::json!(["bob@example.com"]));
+    assert_eq!(entry["attempts"], 1);
+    assert!(
+        entry["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("c2")),
+        "{entry}"
+    );
+    let show = tandem_json(cfg_file.path(), &["queue", "show", &first.id]);
+    assert!(
+        show["headers"]
+            .as_str()
+            .is_some_and(|h| h.contains("Subject: to retry")),
+        "{show}"
+    );
+    assert_eq!(show["recipients"][0]["state"]["state"], "pending");
+
+    // Through the running queue.
+    let deleted = tandem_json(cfg_file.path(), &["queue", "delete", &second.id]);
+    assert_eq!(deleted["applied_by"], "frontend");
+    assert_eq!(q.queue.spooled(), vec![first.id.clone()]);
+    b2.restart().unwrap();
+    let retried = tandem_json(cfg_file.path(), &["queue", "retry", &first.id]);
+    assert_eq!(retried["applied_by"], "frontend");
+    eventually("delivery after retry", 10, || {
+        inbox(&b2, "bob@example.com").len() == 1
+    })
+    .await;
+    eventually("the spool emptied", 10, || spool_entries(spool.path()) == 0).await;
+    assert!(
+        inbox(&b2, "carol@example.com").is_empty(),
+        "deleted, never delivered"
+    );
+
+    // Without a running queue the CLI changes the spool itself.
+    b2.kill();
+    let third = q
+        .queue
+        .accept(
+            envelope("sender@example.org", vec![local("carol@example.com", "c2")]),
+            message("offline"),
+        )
+        .await
+        .unwrap();
+    q.stop().await;
+    let retried = tandem_json(cfg_file.path(), &["queue", "retry", "--all"]);
+    assert_eq!(retried["applied_by"], "spool");
+    let list = tandem_json(cfg_file.path(), &["queue", "list"]);
+    assert_eq!(list[0]["next_attempt"], serde_json::Value::Null, "{list}");
+    let deleted = tandem_json(cfg_file.path(), &["queue", "delete", &third.id]);
+    assert_eq!(deleted["applied_by"], "spool");
+    assert_eq!(spool_entries(spool.path()), 0);
+    let q = Running::start(&b1, cfg).await;
+    assert!(q.queue.spooled().is_empty());
+    q.stop().await;
+}
+
+fn relay(address: &str) -> Recipient {
+    Recipient {
+        address: address.to_owned(),
+        route: Route::Relay,
+    }
+}
+
+fn smarthost(sink: &SmtpSink) -> Option<Smarthost> {
+    Some(Smarthost {
+        address: sink.addr().to_string(),
+        tls: SmarthostTls::None,
+        ca_file: None,
+        insecure_skip_verify: false,
+        auth: None,
+    })
+}
+
+/// Waits for `n` complete transactions at the sink.
+async fn sunk(sink: &SmtpSink, n: usize) -> Vec<String> {
+    eventually("messages at the smarthost", 10, || {
+        let m = sink.messages();
+        m.len() >= n && m.iter().all(|t| t.contains("Hello."))
+    })
+    .await;
+    sink.messages()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_through_a_smarthost_with_the_right_envelope() {
+    let b1 = Backend::start().unwrap();
+    b1.add_account_on("alice@example.com", "pw", "c1").unwrap();
+    let sink = SmtpSink::start(&[]).unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let mut cfg = config(spool.path());
+    cfg.smarthost = smarthost(&sink);
+    let q = Running::start(&b1, cfg).await;
+    assert!(q.queue.has_smarthost());
+    let env = envelope(
+        "sender@example.com",
+        vec![
+            relay("x@far.test"),
+            local("alice@example.com", "c1"),
+            relay("y@other.test"),
+        ],
+    );
+    let accepted = q.queue.accept(env, message("relayed")).await.unwrap();
+    assert_eq!(accepted.recipients, vec![Disposition::Delivered; 3]);
+    let got = sunk(&sink, 1).await;
+    assert_eq!(got.len(), 1, "one transaction for both: {got:?}");
+    let t = &got[0];
+    assert!(t.contains("X-Mail-Args: <sender@example.com>"), "{t}");
+    assert!(t.contains("X-Rcpt-Args: <x@far.test>\n"), "{t}");
+    assert!(t.contains("X-Rcpt-Args: <y@other.test>\n"), "{t}");
+    assert!(
+        !t.contains("alice"),
+        "the local recipient is not relayed: {t}"
+    );
+    assert!(t.contains("Subject: relayed"), "{t}");
+    assert!(t.contains("\n.leading dot"), "dot-stuffing undone: {t}");
+    assert_eq!(inbox(&b1, "alice@example.com").len(), 1);
+    let m = q.metrics();
+    assert!(
+        m.contains("tandem_queue_recipients_total{result=\"relayed\"} 2"),
+        "{m}"
+    );
+    q.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smarthost_refusals_bounce_and_deferrals_wait() {
+    let b1 = Backend::start().unwrap();
+    b1.add_account_on("sender@example.com", "pw", "c1").unwrap();
+    b1.add_account_on("alice@example.com", "pw", "c1").unwrap();
+    // Every RCPT refused for good (and no PIPELINING: one command at a time).
+    let refusing = SmtpSink::start(&["-f", "RCPT"]).unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let mut cfg = config(spool.path());
+    cfg.smarthost = smarthost(&refusing);
+    let q = Running::start(&b1, cfg).await;
+    let env = envelope(
+        "sender@example.com",
+        vec![relay("x@far.test"), local("alice@example.com", "c1")],
+    );
+    let accepted = q.queue.accept(env, message("refused")).await.unwrap();
+    assert!(
+        matches!(&accepted.recipients[0], Disposition::Failed { reply } if reply.starts_with('5')),
+        "{:?}",
+        accepted.recipients
+    );
+    assert_eq!(accepted.recipients[1], Disposition::Delivered);
+    eventually("the DSN", 10, || {
+        inbox(&b1, "sender@example.com").len() == 1
+    })
+    .await;
+    let dsn = &inbox_text(&b1, "sender@example.com")[0];
+    assert!(dsn.contains("Final-Recipient: rfc822; x@far.test"), "{dsn}");
+    q.stop().await;
+
+    // The end of DATA refused for now: the recipient waits in the spool.
+    let deferring = SmtpSink::start(&["-r", "."]).unwrap();
+    let mut cfg = config(spool.path());
+    cfg.smarthost = smarthost(&deferring);
+    let q = Running::start(&b1, cfg).await;
+    let env = envelope("sender@example.com", vec![relay("x@far.test")]);
+    let accepted = q.queue.accept(env, message("deferred")).await.unwrap();
+    assert_eq!(accepted.recipients, vec![Disposition::Queued]);
+    assert_eq!(spool_entries(spool.path()), 1);
+    q.stop().await;
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("run kill")
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_delivery_is_queued_after_deliver_wait_and_never_doubled() {
+    let b1 = Backend::start().unwrap();
+    let b2 = Backend::start_beside(&b1, "c2", "n2").unwrap();
+    b1.add_account_on("bob@example.com", "pw", "c2").unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let mut cfg = config(spool.path());
+    cfg.deliver_wait = Duration::from_secs(2);
+    cfg.reply_timeout = Duration::from_secs(30);
+    let q = Running::start(&b1, cfg).await;
+    // The node takes connections (the kernel's backlog) but never answers.
+    let pid = b2.pid().expect("backend running");
+    signal(pid, "-STOP");
+    let started = Instant::now();
+    let env = envelope("sender@example.org", vec![local("bob@example.com", "c2")]);
+    let accepted = q.queue.accept(env, message("stalled")).await;
+    let waited = started.elapsed();
+    signal(pid, "-CONT");
+    let accepted = accepted.unwrap();
+    assert_eq!(accepted.recipients, vec![Disposition::Queued]);
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(4),
+        "accept waited {waited:?}"
+    );
+    assert_eq!(spool_entries(spool.path()), 1, "spooled before answering");
+    // Stop the node again for a while: retries (1s) would be due, but the
+    // first attempt is still in flight and must not be doubled.
+    signal(pid, "-STOP");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    signal(pid, "-CONT");
+    eventually("the stalled delivery's end", 20, || {
+        inbox(&b2, "bob@example.com").len() == 1
+    })
+    .await;
+    eventually("the spool emptied", 10, || spool_entries(spool.path()) == 0).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(inbox(&b2, "bob@example.com").len(), 1, "delivered once");
+    q.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_spool_refuses_for_now() {
+    let b1 = Backend::start().unwrap();
+    let mut b2 = Backend::start_beside(&b1, "c2", "n2").unwrap();
+    b1.add_account_on("bob@example.com", "pw", "c2").unwrap();
+    b1.add_account_on("alice@example.com", "pw", "c1").unwrap();
+    b2.kill();
+    let spool = tempfile::tempdir().unwrap();
+    let mut cfg = config(spool.path());
+    cfg.max_messages = 1;
+    let q = Running::start(&b1, cfg).await;
+    let env = || envelope("sender@example.org", vec![local("bob@example.com", "c2")]);
+    let first = q.queue.accept(env(), message("fits")).await.unwrap();
+    assert_eq!(first.recipients, vec![Disposition::Queued]);
+    match q.queue.accept(env(), message("does not fit")).await {
+        Err(Refused::Temporary(why)) => assert!(why.contains("full"), "{why}"),
+        other => panic!("expected a temporary refusal, got {other:?}"),
+    }
+    assert_eq!(spool_entries(spool.path()), 1);
+    // What needs no spool still goes through.
+    let env = envelope("sender@example.org", vec![local("alice@example.com", "c1")]);
+    let ok = q.queue.accept(env, message("direct")).await.unwrap();
+    assert_eq!(ok.recipients, vec![Disposition::Delivered]);
+    let m = q.metrics();
+    assert!(m.contains("tandem_queue_length 1"), "{m}");
+    assert!(
+        m.contains("tandem_queue_messages_total{result=\"refused_temporary\"} 1"),
+        "{m}"
+    );
     q.stop().await;
 }

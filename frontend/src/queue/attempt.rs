@@ -88,14 +88,16 @@ async fn journal_append(q: &Queue, id: &str, journal: &std::fs::File, event: Eve
 
 /// Delivers the entry's pending recipients once; every outcome recorded.
 pub(super) async fn deliver(q: Arc<Queue>, e: Arc<Entry>, message: Arc<Vec<u8>>) {
-    let pending: Vec<usize> = {
+    let (pending, retry): (Vec<usize>, bool) = {
         let st = e.state.lock().await;
-        st.rcpts
+        let pending = st
+            .rcpts
             .iter()
             .enumerate()
             .filter(|(_, s)| matches!(s, RcptState::Pending { .. }))
             .map(|(i, _)| i)
-            .collect()
+            .collect();
+        (pending, st.attempts > 0)
     };
     if pending.is_empty() {
         return;
@@ -106,10 +108,20 @@ pub(super) async fn deliver(q: Arc<Queue>, e: Arc<Entry>, message: Arc<Vec<u8>>)
     for r in pending {
         let SpoolRcpt { address, route } = &e.header.recipients[r];
         match route {
-            SpoolRoute::Local { cluster, account } => clusters
-                .entry(cluster.clone())
-                .or_default()
-                .push((r, account.clone())),
+            SpoolRoute::Local { cluster, account } => {
+                // An account moved since it was resolved would be refused
+                // (451) by its old cluster until the lifetime ends: a retry
+                // asks the locator again and keeps the old route if it
+                // cannot say.
+                let current = if retry {
+                    lookup(&q, account).await.ok().flatten()
+                } else {
+                    None
+                };
+                let (cluster, account) =
+                    current.unwrap_or_else(|| (cluster.clone(), account.clone()));
+                clusters.entry(cluster).or_default().push((r, account))
+            }
             SpoolRoute::Relay => relay.push((r, address.clone())),
             SpoolRoute::Lookup => match lookup(&q, address).await {
                 Ok(Some((cluster, account))) => {

@@ -46,7 +46,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
@@ -117,6 +117,8 @@ impl Entry {
 }
 
 pub struct Queue {
+    /// This queue, for the tasks `accept` spawns.
+    me: Weak<Queue>,
     cfg: QueueConfig,
     dir: PathBuf,
     router: Arc<Router>,
@@ -192,7 +194,8 @@ impl Queue {
         );
         let metrics = QueueMetrics::register(registry);
         metrics.length.set(entries.len() as i64);
-        let q = Arc::new(Queue {
+        let q = Arc::new_cyclic(|me| Queue {
+            me: me.clone(),
             cfg: cfg.clone(),
             dir,
             router,
@@ -218,7 +221,14 @@ impl Queue {
 
     /// Takes responsibility for a message: returns once every recipient is
     /// delivered, failed for good (the sender gets a DSN), or spooled.
-    pub async fn accept(
+    pub async fn accept(&self, envelope: Envelope, message: Vec<u8>) -> Result<Accepted, Refused> {
+        let Some(q) = self.me.upgrade() else {
+            return Err(Refused::Temporary("queue shutting down".into()));
+        };
+        q.accept_arc(envelope, message).await
+    }
+
+    async fn accept_arc(
         self: &Arc<Self>,
         envelope: Envelope,
         message: Vec<u8>,
@@ -463,7 +473,7 @@ fn dispositions(rcpts: &[RcptState]) -> Vec<Disposition> {
 }
 
 /// Current Unix time in milliseconds.
-pub(crate) fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

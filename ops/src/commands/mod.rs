@@ -6,6 +6,7 @@ mod cluster;
 mod daemon;
 mod domain;
 mod import;
+mod queue;
 mod up;
 
 use std::sync::Arc;
@@ -57,6 +58,8 @@ pub async fn dispatch(cli: Cli) -> Result<(), Failure> {
     match &cli.command {
         Command::Backend { node } => return daemon::backend(&cfg, node).await,
         Command::Frontend => return daemon::frontend(&cfg).await,
+        // The spool is a local directory: no locator needed.
+        Command::Queue(c) => return queue::run(&cfg, cli.json, c).await,
         _ => {}
     }
     let dir = locator::config::open(&cfg.locator, Open::Eager).await?;
@@ -69,9 +72,11 @@ pub async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Account(c) => account::run(&ctx, c).await,
         Command::Alias(c) => account::alias(&ctx, c).await,
         Command::Cluster(c) => cluster::run(&ctx, c).await,
-        Command::Config(_) | Command::Backend { .. } | Command::Frontend | Command::Up { .. } => {
-            Ok(())
-        }
+        Command::Config(_)
+        | Command::Backend { .. }
+        | Command::Frontend
+        | Command::Up { .. }
+        | Command::Queue(_) => Ok(()),
     }
 }
 

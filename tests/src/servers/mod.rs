@@ -32,12 +32,14 @@ pub mod haproxy;
 pub mod mariadb;
 pub mod postgres;
 pub mod slapd;
+pub mod smtp_sink;
 
 pub use dovecot::Dovecot;
 pub use haproxy::Haproxy;
 pub use mariadb::MariaDb;
 pub use postgres::Postgres;
 pub use slapd::Slapd;
+pub use smtp_sink::SmtpSink;
 
 use std::ffi::OsStr;
 use std::fs::{self, DirBuilder, File};
