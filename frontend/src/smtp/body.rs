@@ -28,6 +28,11 @@ use crate::queue::{Envelope, Refused};
 const CHUNK_PIECE: usize = 64 << 10;
 /// After a big message, keep at most this much body buffer for the next.
 const KEEP_BODY: usize = 1 << 20;
+/// The most MAIL's SIZE makes us allocate before the bytes arrive: a
+/// client that only promises a big message must not cost that memory.
+const MAX_SIZE_HINT: u64 = 4 << 20;
+/// Room for our `Received:` header.
+const HEADER_ROOM: usize = 512;
 
 impl<Q: Sink> Session<'_, Q> {
     /// Checks that a message may start (DATA or the first BDAT).
@@ -44,6 +49,9 @@ impl<Q: Sink> Session<'_, Q> {
     fn start_body(&mut self) -> Vec<u8> {
         let mut body = std::mem::take(&mut self.body);
         body.clear();
+        // One allocation for the whole message when the client said its size.
+        let hint = self.tx.as_ref().and_then(|t| t.size_hint).unwrap_or(0);
+        body.reserve(usize::try_from(hint.min(MAX_SIZE_HINT)).unwrap_or(0) + HEADER_ROOM);
         let date = shared::time::rfc5322(unix_now());
         received::write(
             &mut body,

@@ -62,6 +62,8 @@ pub(super) enum Next {
 pub(super) struct Transaction {
     /// The reverse path, empty for `<>`.
     pub sender: String,
+    /// MAIL's SIZE, to size the body buffer once.
+    pub size_hint: Option<u64>,
     pub eight_bit: bool,
     pub rcpts: Vec<Recipient>,
     /// RCPT commands answered 250, duplicates included: what the limit
@@ -479,6 +481,7 @@ impl<'a, Q: Sink> Session<'a, Q> {
         }
         self.tx = Some(Transaction {
             sender: from.to_owned(),
+            size_hint: size,
             eight_bit,
             rcpts: Vec::new(),
             accepted: 0,
