@@ -123,16 +123,15 @@ pub async fn run(
     let queue_task = queue
         .clone()
         .map(|q| tokio::spawn(q.run(queue_stop.clone())));
-    let smtp = match &queue {
-        Some(q) => Some(Smtp::new(
+    let smtp = queue.as_ref().map(|q| {
+        Smtp::new(
             fe.clone(),
             q.clone(),
             cfg.smtp.clone(),
             cfg.smtp.hostname.clone().unwrap_or_else(host_name),
             SmtpMetrics::register(&mut registry),
-        )),
-        None => None,
-    };
+        )
+    });
     let tracker = TaskTracker::new();
     let health = Health::new();
     let sessions = CancellationToken::new();

@@ -18,12 +18,16 @@ pub struct Frontend {
     imap: SocketAddr,
     smtp: SocketAddr,
     submission: SocketAddr,
+    /// Only when the frontend has a `tls:` section.
+    submissions: Option<SocketAddr>,
     admin: SocketAddr,
 }
 
 impl Frontend {
     /// Starts a frontend on the locator of `backend`; `extra` is appended
-    /// to the `frontend:` section (two-space indent).
+    /// to the `frontend:` section (two-space indent). It listens for IMAP,
+    /// POP3, SMTP (MX) and submission, and for submissions too when `extra`
+    /// has a `  tls:` section.
     pub fn start(backend: &Backend, extra: &str) -> anyhow::Result<Frontend> {
         Frontend::start_with_queue(backend, "", extra)
     }
@@ -40,16 +44,24 @@ impl Frontend {
         let imap = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let smtp = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let submission = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let submissions = if extra.contains("  tls:") {
+            Some(SocketAddr::from(([127, 0, 0, 1], free_port()?)))
+        } else {
+            None
+        };
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let config = dir.path().join("tandem.yaml");
         let text = format!(
             "locator:\n  sql:\n    url: sqlite://{db}\n  cache:\n    ttl: 1s\n    negative_ttl: 1s\n    stale_for: 1h\n    retry_after: 1s\n\
              frontend:\n  source_address: 127.0.0.2\n  backend_login:\n    identity: {PROXY_IDENTITY}\n    secret: {PROXY_SECRET}\n\
-             \x20 listen:\n    imap: {imap}\n    pop3: {pop3}\n    smtp: {smtp}\n    submission: {submission}\n    admin: {admin}\n\
+             \x20 listen:\n    imap: {imap}\n    pop3: {pop3}\n    smtp: {smtp}\n    submission: {submission}\n{submissions}    admin: {admin}\n\
              \x20 queue:\n    dir: {queue}\n{queue_extra}\
              \x20 limits:\n    auth_failure_delay: 100ms\n    connect_timeout: 1s\n{extra}",
             db = backend.locator_db().display(),
             queue = dir.path().join("queue").display(),
+            submissions = submissions
+                .map(|a| format!("    submissions: {a}\n"))
+                .unwrap_or_default(),
         );
         std::fs::write(&config, text).with_context(|| format!("write {}", config.display()))?;
         let p = spawn(dir.path(), admin)?;
@@ -60,6 +72,7 @@ impl Frontend {
             imap,
             smtp,
             submission,
+            submissions,
             admin,
         })
     }
@@ -80,6 +93,12 @@ impl Frontend {
     /// The submission listener (587: STARTTLS, then AUTH).
     pub fn submission_addr(&self) -> SocketAddr {
         self.submission
+    }
+
+    /// The submissions listener (465, implicit TLS), when `extra` gave the
+    /// frontend a `tls:` section.
+    pub fn submissions_addr(&self) -> Option<SocketAddr> {
+        self.submissions
     }
 
     /// The frontend's spool directory.

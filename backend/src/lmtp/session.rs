@@ -6,7 +6,7 @@ use std::io;
 use std::net::IpAddr;
 
 use shared::Address;
-use shared::net::{Line, LineReader};
+use shared::net::{Line, LineReader, Replies};
 use tokio::io::AsyncWriteExt;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -82,7 +82,7 @@ pub struct Session<'a> {
     pub(super) lmtp: &'a Lmtp,
     pub(super) conn: ConnInfo,
     /// Replies not yet sent.
-    out: Vec<u8>,
+    out: Replies,
     errors: u32,
     /// The name given in LHLO; `None` until then (and after STARTTLS).
     pub(super) lhlo: Option<String>,
@@ -98,7 +98,7 @@ impl<'a> Session<'a> {
         Session {
             lmtp,
             conn,
-            out: Vec::with_capacity(512),
+            out: Replies::new(lmtp.cfg.idle_timeout),
             errors: 0,
             lhlo: None,
             tls: false,
@@ -200,10 +200,7 @@ impl<'a> Session<'a> {
 
     /// Queues a reply line.
     pub(super) fn reply(&mut self, line: std::fmt::Arguments<'_>) {
-        use std::io::Write;
-        // Writing to a Vec cannot fail.
-        let _ = self.out.write_fmt(line);
-        self.out.extend_from_slice(b"\r\n");
+        self.out.line(line);
     }
 
     /// Queues a reply to a client mistake, and ends the session after too many.
@@ -222,20 +219,7 @@ impl<'a> Session<'a> {
     }
 
     async fn flush<S: Transport>(&mut self, io: &mut S) -> io::Result<()> {
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        let idle = self.lmtp.cfg.idle_timeout;
-        let write = async {
-            io.write_all(&self.out).await?;
-            io.flush().await
-        };
-        match tokio::time::timeout(idle, write).await {
-            Ok(r) => r?,
-            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")),
-        }
-        self.out.clear();
-        Ok(())
+        self.out.flush(io).await
     }
 
     /// Sends the queued replies unless a whole pipelined command is already
@@ -245,33 +229,23 @@ impl<'a> Session<'a> {
         reader: &LineReader,
         io: &mut S,
     ) -> io::Result<()> {
-        if !self.out.is_empty() && !reader.buffered().contains(&b'\n') {
-            self.flush(io).await?;
-        }
-        Ok(())
+        self.out.flush_before_read(reader, io).await
     }
 
     async fn command(&mut self, cmd: Result<Command<'_>, ParseError>) -> Next {
         let cmd = match cmd {
             Ok(c) => c,
             Err(e) => {
-                return match e {
-                    ParseError::Unknown => self.error("500 5.5.2 Unknown command"),
-                    ParseError::Syntax(why) => self.error(&format!("501 5.5.4 {why}")),
-                    ParseError::Path(why) if self.tx.is_some() => {
-                        self.error(&format!("501 5.1.3 {why}"))
-                    }
-                    ParseError::Path(why) => self.error(&format!("501 5.1.7 {why}")),
-                    ParseError::Param(why) => self.error(&format!("555 5.5.4 {why}")),
-                    ParseError::Bdat => {
-                        // The chunk's size is unknown, so its bytes cannot
-                        // be told from commands: the session is lost.
-                        self.reply(format_args!("501 5.5.4 {e}"));
-                        let hostname = self.host();
-                        self.reply(format_args!("421 4.5.0 {hostname} Out of step, closing"));
-                        Next::Close
-                    }
-                };
+                let reply = e.reply(self.tx.is_some());
+                if e != ParseError::Bdat {
+                    return self.error(&reply);
+                }
+                // The chunk's size is unknown, so its bytes cannot be told
+                // from commands: the session is lost.
+                self.reply(format_args!("{reply}"));
+                let hostname = self.host();
+                self.reply(format_args!("421 4.5.0 {hostname} Out of step, closing"));
+                return Next::Close;
             }
         };
         match cmd {

@@ -5,6 +5,8 @@
 use std::io::Write;
 use std::net::IpAddr;
 
+use shared::smtp::trace::{AddressLiteral, Printable};
+
 /// What a recipient's header block says about the transaction.
 #[derive(Debug, Clone, Copy)]
 pub struct Trace<'a> {
@@ -27,13 +29,7 @@ pub struct Trace<'a> {
 /// (LF line ends, folded), into `out` after clearing it.
 pub fn header_block(out: &mut Vec<u8>, t: &Trace<'_>, recipient: &str) {
     out.clear();
-    let client = match t.client {
-        IpAddr::V4(ip) => format!("{ip}"),
-        IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
-            Some(v4) => format!("{v4}"),
-            None => format!("IPv6:{ip}"),
-        },
-    };
+    let client = AddressLiteral(t.client);
     // Writing to a Vec cannot fail.
     let _ = write!(
         out,
@@ -46,20 +42,6 @@ pub fn header_block(out: &mut Vec<u8>, t: &Trace<'_>, recipient: &str) {
         Printable(t.session),
         t.date,
     );
-}
-
-/// Text that came from a client, made safe for a header: printable ASCII
-/// only (the parser already refuses the rest; this is the second fence).
-struct Printable<'a>(&'a str);
-
-impl std::fmt::Display for Printable<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use std::fmt::Write as _;
-        for c in self.0.chars() {
-            f.write_char(if c.is_ascii_graphic() { c } else { '?' })?;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

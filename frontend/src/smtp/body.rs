@@ -28,6 +28,11 @@ use crate::queue::{Envelope, Refused};
 const CHUNK_PIECE: usize = 64 << 10;
 /// After a big message, keep at most this much body buffer for the next.
 const KEEP_BODY: usize = 1 << 20;
+/// The most MAIL's SIZE makes us allocate before the bytes arrive: a
+/// client that only promises a big message must not cost that memory.
+const MAX_SIZE_HINT: u64 = 4 << 20;
+/// Room for our `Received:` header.
+const HEADER_ROOM: usize = 512;
 
 impl<Q: Sink> Session<'_, Q> {
     /// Checks that a message may start (DATA or the first BDAT).
@@ -44,7 +49,10 @@ impl<Q: Sink> Session<'_, Q> {
     fn start_body(&mut self) -> Vec<u8> {
         let mut body = std::mem::take(&mut self.body);
         body.clear();
-        let date = shared::time::rfc5322(unix_now());
+        // One allocation for the whole message when the client said its size.
+        let hint = self.tx.as_ref().and_then(|t| t.size_hint).unwrap_or(0);
+        body.reserve(usize::try_from(hint.min(MAX_SIZE_HINT)).unwrap_or(0) + HEADER_ROOM);
+        let date = shared::time::rfc5322(shared::time::now());
         received::write(
             &mut body,
             &Trace {
@@ -132,27 +140,17 @@ impl<Q: Sink> Session<'_, Q> {
         if self.scratch.is_empty() {
             self.scratch = vec![0; CHUNK_PIECE];
         }
-        let mut left = size;
         let idle = self.smtp.cfg.idle_timeout;
-        while left > 0 {
-            let n = usize::try_from(left)
-                .unwrap_or(CHUNK_PIECE)
-                .min(CHUNK_PIECE);
-            let piece = &mut self.scratch[..n];
-            match tokio::time::timeout(idle, reader.read_exact(io, piece)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(Stop::Eof),
-                Ok(Err(e)) => return Err(Stop::Io(e)),
-                Err(_) => {
-                    let hostname = self.host();
-                    self.reply(format_args!("421 4.4.2 {hostname} Idle timeout, closing"));
-                    return Err(Stop::Closed);
+        let read = reader
+            .read_chunk(io, size, &mut self.scratch, idle, |piece| {
+                if keep && let Some(c) = chunks.as_mut() {
+                    c.push(piece, &mut body);
                 }
-            }
-            if keep && let Some(c) = chunks.as_mut() {
-                c.push(piece, &mut body);
-            }
-            left -= n as u64;
+            })
+            .await;
+        if let Err(e) = read {
+            self.body = body;
+            return Err(self.stop(e));
         }
         self.body = body;
         let Some(mut chunks) = chunks else {
@@ -256,6 +254,19 @@ impl<Q: Sink> Session<'_, Q> {
         }
     }
 
+    /// What a failed read of the body means for the session.
+    fn stop(&mut self, e: io::Error) -> Stop {
+        match e.kind() {
+            io::ErrorKind::UnexpectedEof => Stop::Eof,
+            io::ErrorKind::TimedOut => {
+                let hostname = self.host();
+                self.reply(format_args!("421 4.4.2 {hostname} Idle timeout, closing"));
+                Stop::Closed
+            }
+            _ => Stop::Io(e),
+        }
+    }
+
     fn recycle_body(&mut self) {
         if self.body.capacity() > KEEP_BODY {
             self.body = Vec::new();
@@ -272,12 +283,6 @@ fn permanent(reply: &str) -> String {
     } else {
         format!("554 5.0.0 {line}")
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 #[cfg(test)]

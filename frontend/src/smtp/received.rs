@@ -4,6 +4,8 @@
 use std::io::Write;
 use std::net::IpAddr;
 
+use shared::smtp::trace::{AddressLiteral, Printable};
+
 /// What the header says about the transaction.
 pub struct Trace<'a> {
     /// The name the client gave in EHLO/HELO.
@@ -23,13 +25,7 @@ pub struct Trace<'a> {
 
 /// Appends the header to `out`.
 pub fn write(out: &mut Vec<u8>, t: &Trace<'_>) {
-    let client = match t.client {
-        IpAddr::V4(ip) => format!("{ip}"),
-        IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
-            Some(v4) => format!("{v4}"),
-            None => format!("IPv6:{ip}"),
-        },
-    };
+    let client = AddressLiteral(t.client);
     // RFC 3848: SMTP, ESMTP, then S for TLS and A for AUTH.
     let protocol = match (t.esmtp, t.tls, t.authenticated) {
         (false, _, _) => "SMTP",
@@ -47,20 +43,6 @@ pub fn write(out: &mut Vec<u8>, t: &Trace<'_>) {
         Printable(t.session),
         t.date,
     );
-}
-
-/// Text that came from a client, made safe for a header: printable ASCII
-/// only (the parser already refuses the rest; this is the second fence).
-struct Printable<'a>(&'a str);
-
-impl std::fmt::Display for Printable<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use std::fmt::Write as _;
-        for c in self.0.chars() {
-            f.write_char(if c.is_ascii_graphic() { c } else { '?' })?;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

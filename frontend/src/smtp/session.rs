@@ -9,7 +9,7 @@ use std::sync::Arc;
 use locator::Account;
 use shared::Address;
 use shared::net::netlist::canonical;
-use shared::net::{Conn, Line, LineReader, Transport};
+use shared::net::{Conn, Line, LineReader, Replies, Transport};
 use shared::smtp::command::{self, Command, ParseError};
 use shared::smtp::data::Chunks;
 use tokio::io::AsyncWriteExt;
@@ -62,8 +62,13 @@ pub(super) enum Next {
 pub(super) struct Transaction {
     /// The reverse path, empty for `<>`.
     pub sender: String,
+    /// MAIL's SIZE, to size the body buffer once.
+    pub size_hint: Option<u64>,
     pub eight_bit: bool,
     pub rcpts: Vec<Recipient>,
+    /// RCPT commands answered 250, duplicates included: what the limit
+    /// counts (like Postfix), so repeating one address cannot get round it.
+    pub accepted: usize,
     /// BDAT chunks so far, once the first arrived.
     pub chunks: Option<Chunks>,
 }
@@ -75,7 +80,7 @@ pub(super) struct Session<'a, Q> {
     pub session: String,
     acceptor: Option<TlsAcceptor>,
     /// Replies not yet sent.
-    out: Vec<u8>,
+    out: Replies,
     errors: u32,
     junk: u32,
     transactions: u32,
@@ -148,7 +153,7 @@ pub(super) async fn serve<Q: Sink, S: Transport>(
         session,
         // Implicit TLS already happened for submissions.
         acceptor: tls.filter(|_| kind != Kind::Submissions),
-        out: Vec::with_capacity(512),
+        out: Replies::new(smtp.cfg.idle_timeout),
         errors: 0,
         junk: 0,
         transactions: 0,
@@ -259,10 +264,7 @@ impl<'a, Q: Sink> Session<'a, Q> {
 
     /// Queues a reply line.
     pub fn reply(&mut self, line: std::fmt::Arguments<'_>) {
-        use std::io::Write;
-        // Writing to a Vec cannot fail.
-        let _ = self.out.write_fmt(line);
-        self.out.extend_from_slice(b"\r\n");
+        self.out.line(line);
     }
 
     /// Queues a reply to a client mistake, and ends the session after too many.
@@ -295,12 +297,7 @@ impl<'a, Q: Sink> Session<'a, Q> {
     }
 
     pub async fn flush<S: Transport>(&mut self, io: &mut S) -> io::Result<()> {
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        shared::net::write_within(io, &self.out, self.smtp.cfg.idle_timeout).await?;
-        self.out.clear();
-        Ok(())
+        self.out.flush(io).await
     }
 
     /// Sends the queued replies unless a whole pipelined command is already
@@ -310,35 +307,23 @@ impl<'a, Q: Sink> Session<'a, Q> {
         reader: &LineReader,
         io: &mut S,
     ) -> io::Result<()> {
-        if !self.out.is_empty() && !reader.buffered().contains(&b'\n') {
-            self.flush(io).await?;
-        }
-        Ok(())
+        self.out.flush_before_read(reader, io).await
     }
 
     async fn command(&mut self, cmd: Result<Command<'_>, ParseError>) -> Next {
         let cmd = match cmd {
             Ok(c) => c,
             Err(e) => {
-                return match e {
-                    ParseError::Unknown => {
-                        self.error("500 5.5.2 Syntax error, command unrecognized")
-                    }
-                    ParseError::Syntax(why) => self.error(&format!("501 5.5.4 {why}")),
-                    ParseError::Path(why) if self.tx.is_some() => {
-                        self.error(&format!("501 5.1.3 {why}"))
-                    }
-                    ParseError::Path(why) => self.error(&format!("501 5.1.7 {why}")),
-                    ParseError::Param(why) => self.error(&format!("555 5.5.4 {why}")),
-                    ParseError::Bdat => {
-                        // The chunk's size is unknown, so its bytes cannot
-                        // be told from commands: the session is lost.
-                        self.reply(format_args!("501 5.5.4 {e}"));
-                        let hostname = self.host();
-                        self.reply(format_args!("421 4.5.0 {hostname} Out of step, closing"));
-                        Next::Close
-                    }
-                };
+                let reply = e.reply(self.tx.is_some());
+                if e != ParseError::Bdat {
+                    return self.error(&reply);
+                }
+                // The chunk's size is unknown, so its bytes cannot be told
+                // from commands: the session is lost.
+                self.reply(format_args!("{reply}"));
+                let hostname = self.host();
+                self.reply(format_args!("421 4.5.0 {hostname} Out of step, closing"));
+                return Next::Close;
             }
         };
         match cmd {
@@ -476,8 +461,10 @@ impl<'a, Q: Sink> Session<'a, Q> {
         }
         self.tx = Some(Transaction {
             sender: from.to_owned(),
+            size_hint: size,
             eight_bit,
             rcpts: Vec::new(),
+            accepted: 0,
             chunks: None,
         });
         self.reply(format_args!("250 2.1.0 Ok"));
@@ -492,7 +479,7 @@ impl<'a, Q: Sink> Session<'a, Q> {
         if tx.chunks.is_some() {
             return self.error("503 5.5.1 RCPT after BDAT");
         }
-        if tx.rcpts.len() >= self.smtp.cfg.max_recipients {
+        if tx.accepted >= self.smtp.cfg.max_recipients {
             self.smtp.metrics.recipient(listener, "too_many");
             self.reply(format_args!("452 4.5.3 Too many recipients"));
             return Next::Go;
@@ -531,6 +518,7 @@ impl<'a, Q: Sink> Session<'a, Q> {
                 }
                 _ => false,
             };
+            tx.accepted += 1;
             if !tx.rcpts.iter().any(same) {
                 tx.rcpts.push(Recipient {
                     address: to.to_owned(),

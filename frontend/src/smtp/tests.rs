@@ -421,14 +421,14 @@ async fn recipients_past_the_limit_get_452() {
     c.expect("EHLO x", "250").await;
     c.expect("MAIL FROM:<s@other.test>", "250").await;
     c.expect("RCPT TO:<alice@example.com>", "250").await;
-    c.expect("RCPT TO:<bob@example.com>", "250").await;
+    c.expect("RCPT TO:<alice@example.com>", "250").await;
     for _ in 0..20 {
         c.expect("RCPT TO:<alice@example.com>", "452 4.5.3").await;
     }
     c.expect("DATA", "354").await;
     c.send(b"x\r\n.\r\n").await;
     assert!(c.reply().await.starts_with("250"));
-    assert_eq!(w.got()[0].0.recipients.len(), 2);
+    assert_eq!(w.got()[0].0.recipients.len(), 1, "one copy for alice");
 }
 
 #[tokio::test]
@@ -573,4 +573,76 @@ async fn connection_rate_per_client_address() {
         let mut c = w.connect(Kind::Mx, LOOPBACK);
         assert!(c.reply().await.starts_with("220"));
     }
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_transaction_in_data_finish_first() {
+    let w = world(SmtpConfig::default(), false).await;
+    let mut c = w.connect(Kind::Mx, OUTSIDE);
+    c.reply().await;
+    c.expect("EHLO x", "250").await;
+    c.expect("MAIL FROM:<s@other.test>", "250").await;
+    c.expect("RCPT TO:<alice@example.com>", "250").await;
+    c.expect("DATA", "354").await;
+    c.send(b"Subject: half\r\n").await;
+    c.stop.cancel();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    c.send(b"\r\nrest\r\n.\r\n").await;
+    assert!(c.reply().await.starts_with("250 2.0.0 Ok: queued as"));
+    assert!(c.reply().await.starts_with("421 4.3.2"));
+    c.task.await.unwrap();
+    assert_eq!(w.got().len(), 1);
+}
+
+#[tokio::test]
+async fn idle_clients_are_told_421() {
+    let cfg = SmtpConfig {
+        idle_timeout: Duration::from_secs(1),
+        ..SmtpConfig::default()
+    };
+    let w = world(cfg, false).await;
+    let mut c = w.connect(Kind::Mx, OUTSIDE);
+    c.reply().await;
+    c.expect("EHLO x", "250").await;
+    let t = tokio::time::Instant::now();
+    assert!(c.reply().await.starts_with("421 4.4.2"));
+    assert!(t.elapsed() >= Duration::from_millis(900));
+    assert_eq!(c.reply().await, "", "closed");
+    // Also in the middle of DATA.
+    let mut c = w.connect(Kind::Mx, OUTSIDE);
+    c.reply().await;
+    c.expect("EHLO x", "250").await;
+    c.expect("MAIL FROM:<s@other.test>", "250").await;
+    c.expect("RCPT TO:<alice@example.com>", "250").await;
+    c.expect("DATA", "354").await;
+    c.send(b"Subject: stalled\r\n").await;
+    assert!(c.reply().await.starts_with("421 4.4.2"));
+    assert!(w.got().is_empty());
+}
+
+#[tokio::test]
+async fn junk_and_transaction_limits_close_the_session() {
+    let cfg = SmtpConfig {
+        max_junk_commands: 3,
+        max_transactions: 1,
+        ..SmtpConfig::default()
+    };
+    let w = world(cfg, false).await;
+    let mut c = w.connect(Kind::Mx, OUTSIDE);
+    c.reply().await;
+    c.expect("EHLO x", "250").await;
+    c.expect("NOOP", "250").await;
+    c.expect("VRFY alice", "252").await;
+    c.expect("NOOP", "421 4.7.0").await;
+    let mut c = w.connect(Kind::Mx, OUTSIDE);
+    c.reply().await;
+    c.expect("HELO x", "250").await;
+    c.expect("MAIL FROM:<s@other.test>", "250").await;
+    c.expect("RCPT TO:<alice@example.com>", "250").await;
+    c.expect("DATA", "354").await;
+    c.send(b"x\r\n.\r\n").await;
+    assert!(c.reply().await.starts_with("250"));
+    c.expect("MAIL FROM:<s@other.test>", "421 4.7.0").await;
+    let text = String::from_utf8(w.got()[0].1.clone()).unwrap();
+    assert!(text.contains("with SMTP id"), "HELO: {text}");
 }

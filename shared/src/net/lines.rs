@@ -125,6 +125,34 @@ impl LineReader {
         Ok(())
     }
 
+    /// Reads `n` bytes (a BDAT chunk) through `piece`, handing each part
+    /// to `take`, so a chunk of any size costs one piece of memory. Each
+    /// read waits at most `idle` (then `TimedOut`); the peer closing early
+    /// is `UnexpectedEof`.
+    pub async fn read_chunk<S: AsyncRead + Unpin>(
+        &mut self,
+        s: &mut S,
+        mut n: u64,
+        piece: &mut [u8],
+        idle: std::time::Duration,
+        mut take: impl FnMut(&[u8]),
+    ) -> io::Result<()> {
+        if piece.is_empty() && n > 0 {
+            return Err(io::ErrorKind::InvalidInput.into());
+        }
+        while n > 0 {
+            let len = usize::try_from(n).map_or(piece.len(), |n| n.min(piece.len()));
+            let part = &mut piece[..len];
+            match tokio::time::timeout(idle, self.read_exact(s, part)).await {
+                Ok(r) => r?,
+                Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+            }
+            take(part);
+            n -= len as u64;
+        }
+        Ok(())
+    }
+
     /// The bytes buffered, reading more first when there are none; empty
     /// when the peer has closed. For a body read as a stream of bytes
     /// rather than lines (SMTP DATA): the caller [`consume`](Self::consume)s
@@ -206,6 +234,24 @@ mod tests {
         assert_eq!(lines(&input, 1000).await, ["<too long>", "next"]);
         // A big bound grows the buffer instead.
         assert_eq!(lines(&input, 200_000).await.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn chunks_are_read_in_pieces() {
+        let mut r = LineReader::new(100);
+        let mut s: &[u8] = b"BDAT 10\r\n0123456789QUIT\r\n";
+        assert_eq!(r.read_line(&mut s).await.unwrap(), Line::Line(b"BDAT 10"));
+        let mut got = Vec::new();
+        let mut piece = [0u8; 3];
+        let idle = std::time::Duration::from_secs(1);
+        r.read_chunk(&mut s, 10, &mut piece, idle, |p| got.push(p.to_vec()))
+            .await
+            .unwrap();
+        assert_eq!(got.concat(), b"0123456789");
+        assert_eq!(got.len(), 4);
+        assert_eq!(r.read_line(&mut s).await.unwrap(), Line::Line(b"QUIT"));
+        let e = r.read_chunk(&mut s, 5, &mut piece, idle, |_| {}).await;
+        assert_eq!(e.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
     }
 
     #[tokio::test]

@@ -5,9 +5,11 @@ pub mod lines;
 pub mod listener;
 pub mod netlist;
 pub mod proxy;
+pub mod replies;
 pub mod stream;
 
 pub use lines::{Line, LineReader};
 pub use listener::{Conn, ListenerConfig, ListenerMetrics, Protocol, serve};
 pub use netlist::NetList;
+pub use replies::Replies;
 pub use stream::{Stream, Transport, write_within};

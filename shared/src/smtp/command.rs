@@ -82,6 +82,22 @@ pub enum ParseError {
     Bdat,
 }
 
+impl ParseError {
+    /// The reply to the line, for SMTP and LMTP alike; `in_transaction`
+    /// (after MAIL) makes a bad path a recipient's (5.1.3) rather than the
+    /// sender's (5.1.7). After [`ParseError::Bdat`] the session must close.
+    pub fn reply(&self, in_transaction: bool) -> String {
+        match self {
+            ParseError::Unknown => "500 5.5.2 Unknown command".into(),
+            ParseError::Syntax(why) => format!("501 5.5.4 {why}"),
+            ParseError::Path(why) if in_transaction => format!("501 5.1.3 {why}"),
+            ParseError::Path(why) => format!("501 5.1.7 {why}"),
+            ParseError::Param(why) => format!("555 5.5.4 {why}"),
+            ParseError::Bdat => format!("501 5.5.4 {self}"),
+        }
+    }
+}
+
 /// RFC 5321 §4.5.3.1.3: a path is at most 256 octets with its brackets.
 const MAX_PATH: usize = 256;
 

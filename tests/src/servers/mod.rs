@@ -343,7 +343,7 @@ pub(crate) fn unique_name(prefix: &str) -> String {
 /// A loopback port that was free a moment ago. Another process could take it
 /// before the server binds it; the server then fails to start, with a log
 /// that says so.
-pub(crate) fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     // Below Linux's ephemeral range (32768 up): a port the kernel picked
     // for us could, between our check and the server's bind, be taken by
     // the local end of any test's outgoing connection (a test makes

@@ -98,27 +98,23 @@ impl Session<'_> {
         if self.scratch.is_empty() {
             self.scratch = vec![0; CHUNK_PIECE];
         }
-        let mut left = size;
         let idle = self.lmtp.cfg.idle_timeout;
-        while left > 0 {
-            let n = usize::try_from(left)
-                .unwrap_or(CHUNK_PIECE)
-                .min(CHUNK_PIECE);
-            let piece = &mut self.scratch[..n];
-            match tokio::time::timeout(idle, reader.read_exact(io, piece)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(Stop::Eof),
-                Ok(Err(e)) => return Err(Stop::Io(e)),
-                Err(_) => {
-                    let hostname = self.host();
-                    self.reply(format_args!("421 4.4.2 {hostname} Idle timeout, closing"));
-                    return Err(Stop::Closed);
+        let read = reader
+            .read_chunk(io, size, &mut self.scratch, idle, |piece| {
+                if keep && let Some(c) = chunks.as_mut() {
+                    c.push(piece, &mut body);
                 }
+            })
+            .await;
+        match read {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(Stop::Eof),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                let hostname = self.host();
+                self.reply(format_args!("421 4.4.2 {hostname} Idle timeout, closing"));
+                return Err(Stop::Closed);
             }
-            if keep && let Some(c) = chunks.as_mut() {
-                c.push(piece, &mut body);
-            }
-            left -= n as u64;
+            Err(e) => return Err(Stop::Io(e)),
         }
         self.body = body;
         self.lmtp.metrics.received_bytes.inc_by(size);

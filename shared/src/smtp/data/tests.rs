@@ -27,6 +27,8 @@ fn dot_split(input: &[u8], at: usize, max: u64, form: Form) -> (Vec<u8>, Option<
 
 /// Input, LF-form body, where DATA ends (bytes consumed).
 type Case<'a> = (&'a [u8], &'a [u8], Option<usize>);
+/// The same, and what the strict reader found.
+type StrictCase<'a> = (&'a [u8], &'a [u8], Option<usize>, Flaws);
 
 #[test]
 fn lf_form_table() {
@@ -70,7 +72,7 @@ fn crlf_form_table() {
         long_line,
     };
     let clean = Flaws::default();
-    let cases: &[(&[u8], &[u8], Option<usize>, Flaws)] = &[
+    let cases: &[StrictCase<'_>] = &[
         (b".\r\n", b"", Some(3), clean),
         (b"a\r\nb\r\n.\r\nQUIT\r\n", b"a\r\nb\r\n", Some(9), clean),
         (b"..\r\n.\r\n", b".\r\n", Some(7), clean),
