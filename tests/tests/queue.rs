@@ -704,7 +704,7 @@ fn ca_and_leaf(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn relays_through_a_smarthost_with_starttls_and_auth() {
+async fn relays_through_a_smarthost_with_tls_and_auth() {
     let (b1, b2) = two_clusters();
     let certs = tempfile::tempdir().unwrap();
     let (ca, cert, key) = ca_and_leaf(certs.path());
@@ -752,6 +752,25 @@ async fn relays_through_a_smarthost_with_starttls_and_auth() {
         q.metrics()
             .contains("tandem_queue_recipients_total{result=\"relayed\"} 1")
     );
+    q.stop().await;
+
+    // The same over implicit TLS (the smarthost's port 465).
+    let mut cfg = config(spool.path());
+    let mut implicit = smarthost(&password);
+    implicit.address = relay_host
+        .submissions_addr()
+        .expect("submissions listener")
+        .to_string();
+    implicit.tls = SmarthostTls::Implicit;
+    cfg.smarthost = Some(implicit);
+    let q = Running::start(&b1, cfg).await;
+    let env = envelope("alice@example.com", vec![relay("bob@example.com")]);
+    let accepted = q.queue.accept(env, message("implicit TLS")).await.unwrap();
+    assert_eq!(accepted.recipients, vec![Disposition::Delivered]);
+    eventually("the copy relayed over implicit TLS", 10, || {
+        b2.inbox("bob@example.com").len() == 2
+    })
+    .await;
     q.stop().await;
 
     // A wrong password: the smarthost refuses AUTH, the copy waits.

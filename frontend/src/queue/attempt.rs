@@ -41,12 +41,12 @@ impl Recorder for Recording<'_> {
                     .recipient(if relay { "relayed" } else { "delivered" });
                 let secs = (now_ms() - self.e.header.created_ms).max(0) as f64 / 1000.0;
                 self.q.metrics.delivery_seconds.observe(secs);
-                tracing::info!(queue_id = %self.e.header.id, rcpt = %address, relay, "delivered");
+                tracing::info!(queue_id = %self.e.header.id, session = %self.e.header.session, rcpt = %address, relay, "delivered");
                 Some(Event::Delivered { r })
             }
             Outcome::Failed(reply) => {
                 self.q.metrics.recipient("failed");
-                tracing::info!(queue_id = %self.e.header.id, rcpt = %address, %reply, "failed");
+                tracing::info!(queue_id = %self.e.header.id, session = %self.e.header.session, rcpt = %address, %reply, "failed");
                 st.rcpts[r] = RcptState::Failed {
                     reply: reply.clone(),
                     bounced: false,
@@ -55,7 +55,7 @@ impl Recorder for Recording<'_> {
             }
             Outcome::Deferred(why) => {
                 self.q.metrics.recipient("deferred");
-                tracing::info!(queue_id = %self.e.header.id, rcpt = %address, error = %why, "deferred");
+                tracing::info!(queue_id = %self.e.header.id, session = %self.e.header.session, rcpt = %address, error = %why, "deferred");
                 st.rcpts[r] = RcptState::Pending {
                     error: Some(why.clone()),
                 };
