@@ -47,10 +47,16 @@ impl Running {
             Some("127.0.0.2".parse().expect("an address")),
             frontend::FrontendMetrics::default(),
         ));
-        let queue = Queue::open(&cfg, router, "mx.test", &mut registry)
+        let queue = Queue::open(&cfg, router.clone(), "mx.test", &mut registry)
             .await
             .expect("open queue");
         let stop = CancellationToken::new();
+        // Health checks as the daemon runs them (faster).
+        tokio::spawn(frontend::health::run(
+            router,
+            Duration::from_millis(500),
+            stop.clone(),
+        ));
         let task = tokio::spawn(queue.clone().run(stop.clone()));
         Running {
             queue,
@@ -226,6 +232,28 @@ async fn a_cluster_down_is_queued_and_delivered_once_when_it_returns() {
         "{m}"
     );
     assert!(m.contains("tandem_queue_retries_total"), "{m}");
+    q.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_returning_cluster_is_retried_at_once_not_after_the_backoff() {
+    let (b1, mut b2) = two_clusters();
+    b2.kill();
+    let spool = tempfile::tempdir().unwrap();
+    let mut cfg = config(spool.path());
+    cfg.retry_min = Duration::from_secs(3600);
+    cfg.retry_max = Duration::from_secs(3600);
+    let q = Running::start(&b1, cfg).await;
+    let env = envelope("sender@example.org", vec![local("bob@example.com", "c2")]);
+    let accepted = q.queue.accept(env, message("back soon")).await.unwrap();
+    assert_eq!(accepted.recipients, vec![Disposition::Queued]);
+    // The health checks see c2 down, then up again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    b2.restart().unwrap();
+    eventually("delivery when a health check finds c2 back", 10, || {
+        b2.inbox("bob@example.com").len() == 1
+    })
+    .await;
     q.stop().await;
 }
 

@@ -325,6 +325,22 @@ async fn bounce(q: &Arc<Queue>, e: &Arc<Entry>, st: &mut super::State, message: 
     }
 }
 
+/// Makes every idle entry with a recipient pending for a cluster due now.
+pub(super) async fn due_now(q: &Queue) {
+    for e in q.snapshot() {
+        let Ok(mut st) = e.state.try_lock() else {
+            continue;
+        };
+        let local = st.rcpts.iter().enumerate().any(|(r, s)| {
+            matches!(s, RcptState::Pending { .. })
+                && !matches!(e.header.recipients[r].route, SpoolRoute::Relay)
+        });
+        if local && !e.busy.load(Ordering::Acquire) {
+            st.next = 0;
+        }
+    }
+}
+
 /// Starts the attempts that are due; called each second by `run`.
 pub(super) async fn schedule(q: &Arc<Queue>, tracker: &TaskTracker) {
     let now = now_ms() / 1000;

@@ -305,6 +305,7 @@ impl Queue {
 
     /// Retries, lifetimes, DSNs and the CLI's requests, until `shutdown`.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut recoveries = self.router.recoveries();
         loop {
             tokio::select! {
                 biased;
@@ -313,6 +314,13 @@ impl Queue {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
             requests::apply(&self).await;
+            let now = self.router.recoveries();
+            if now != recoveries {
+                // A backend node is back: what waits for a cluster need not
+                // wait out its backoff.
+                recoveries = now;
+                attempt::due_now(&self).await;
+            }
             attempt::schedule(&self, &self.tasks).await;
             self.gauges();
         }
