@@ -217,6 +217,14 @@ async fn a_cluster_down_is_queued_and_delivered_once_when_it_returns() {
     assert_eq!(b1.inbox("alice@example.com").len(), 1);
     // A few retries fail while the cluster is down.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let m = q.metrics();
+    assert!(m.contains("tandem_queue_length 1"), "{m}");
+    assert!(
+        ["2", "3", "4"]
+            .iter()
+            .any(|s| m.contains(&format!("tandem_queue_oldest_seconds {s}\n"))),
+        "{m}"
+    );
     b2.restart().unwrap();
     eventually("delivery after the cluster returned", 20, || {
         b2.inbox("bob@example.com").len() == 1
@@ -231,7 +239,14 @@ async fn a_cluster_down_is_queued_and_delivered_once_when_it_returns() {
         m.contains("tandem_queue_messages_total{result=\"queued\"} 1"),
         "{m}"
     );
-    assert!(m.contains("tandem_queue_retries_total"), "{m}");
+    let retries = m
+        .lines()
+        .find_map(|l| l.strip_prefix("tandem_queue_retries_total "))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(retries >= 1, "{m}");
+    assert!(m.contains("tandem_queue_delivery_seconds_count 2"), "{m}");
+    assert!(m.contains("tandem_queue_length 0"), "{m}");
     q.stop().await;
 }
 
