@@ -491,6 +491,23 @@ async fn tandem_queue_list_retry_delete() {
             .is_some_and(|e| e.contains("c2")),
         "{entry}"
     );
+    let text = std::process::Command::new(tests::backend::tandem_bin())
+        .arg("--config")
+        .arg(cfg_file.path())
+        .args(["queue", "list"])
+        .output()
+        .expect("tandem queue list");
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    let header = text.lines().next().unwrap_or_default();
+    assert!(
+        header.starts_with("ID") && header.contains("PENDING") && header.ends_with("LAST ERROR"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(first.id.as_str()) && l.contains("bob@example.com")),
+        "{text}"
+    );
     let show = tandem_json(cfg_file.path(), &["queue", "show", &first.id]);
     assert!(
         show["headers"]
