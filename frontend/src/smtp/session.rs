@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use locator::Account;
 use shared::Address;
+use shared::net::dialog;
 use shared::net::netlist::canonical;
-use shared::net::{Conn, Line, LineReader, Replies, Transport};
+use shared::net::{Conn, LineReader, Replies, Transport};
 use shared::smtp::command::{self, Command, ParseError};
 use shared::smtp::data::Chunks;
-use tokio::io::AsyncWriteExt;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
@@ -25,22 +25,6 @@ use crate::queue::{Recipient, Route};
 pub(super) const MAX_LINE: usize = 2048;
 /// Failed AUTH attempts per connection before 421 and close.
 pub(super) const MAX_AUTH_FAILURES: u32 = 3;
-
-/// Why a session ends early.
-#[derive(Debug)]
-pub(super) enum Stop {
-    /// The client went away.
-    Eof,
-    /// Said goodbye (421 or 221) already.
-    Closed,
-    Io(io::Error),
-}
-
-impl From<io::Error> for Stop {
-    fn from(e: io::Error) -> Self {
-        Stop::Io(e)
-    }
-}
 
 /// What the read loop does after a command.
 pub(super) enum Next {
@@ -177,34 +161,21 @@ impl<'a, Q: Sink> Session<'a, Q> {
         self.reply(format_args!("220 {hostname} ESMTP Tandem"));
         let idle = self.smtp.cfg.idle_timeout;
         loop {
-            if let Err(e) = self.flush_before_read(&reader, &mut io).await {
-                tracing::debug!(error = %e, "write failed");
-                return;
-            }
-            let read = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => {
-                    self.reply(format_args!("421 4.3.2 {hostname} Service shutting down, closing"));
+            let line = dialog::next_line(&mut reader, &mut io, &mut self.out, idle, &shutdown);
+            let next = match line.await {
+                dialog::Next::Line(line) => self.command(command::parse(line)).await,
+                dialog::Next::TooLong => self.error("500 5.5.2 Line too long"),
+                dialog::Next::Shutdown => {
+                    self.reply(format_args!(
+                        "421 4.3.2 {hostname} Service shutting down, closing"
+                    ));
                     break;
                 }
-                r = tokio::time::timeout(idle, reader.read_line(&mut io)) => r,
-            };
-            let next = match read {
-                Err(_) => {
-                    tracing::info!("idle timeout");
+                dialog::Next::Idle => {
                     self.reply(format_args!("421 4.4.2 {hostname} Idle timeout, closing"));
                     break;
                 }
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "read failed");
-                    return;
-                }
-                Ok(Ok(Line::Eof)) => {
-                    tracing::debug!("client closed the connection");
-                    return;
-                }
-                Ok(Ok(Line::TooLong)) => self.error("500 5.5.2 Line too long"),
-                Ok(Ok(Line::Line(line))) => self.command(command::parse(line)).await,
+                dialog::Next::Gone => return,
             };
             let r = match next {
                 Next::Go => Ok(()),
@@ -218,18 +189,9 @@ impl<'a, Q: Sink> Session<'a, Q> {
                     let Some(acceptor) = self.acceptor.clone() else {
                         break;
                     };
-                    if self.flush(&mut io).await.is_err() {
-                        return;
-                    }
-                    // Whatever was pipelined after STARTTLS arrived in
-                    // plaintext and must not be taken as said over TLS.
-                    reader.clear();
-                    match io.start_tls(&acceptor).await {
+                    match dialog::start_tls(io, &mut self.out, &mut reader, &acceptor).await {
                         Ok(tls) => io = tls,
-                        Err(e) => {
-                            tracing::info!(error = %e, "STARTTLS handshake failed");
-                            return;
-                        }
+                        Err(_) => return,
                     }
                     // RFC 3207 §4.2: forget what the client said before.
                     self.tls = true;
@@ -238,22 +200,14 @@ impl<'a, Q: Sink> Session<'a, Q> {
                     Ok(())
                 }
             };
-            match r {
-                Ok(()) => {}
-                Err(Stop::Closed) => break,
-                Err(Stop::Eof) => {
-                    tracing::debug!("client closed the connection");
-                    return;
+            if let Err(stop) = r {
+                if stop.says_goodbye() {
+                    break;
                 }
-                Err(Stop::Io(e)) => {
-                    tracing::debug!(error = %e, "connection failed");
-                    return;
-                }
+                return;
             }
         }
-        if self.flush(&mut io).await.is_ok() {
-            let _ = tokio::time::timeout(idle, io.shutdown()).await;
-        }
+        dialog::close(io, &mut self.out, idle).await;
     }
 
     /// This frontend's name, for greetings and goodbyes.
@@ -298,16 +252,6 @@ impl<'a, Q: Sink> Session<'a, Q> {
 
     pub async fn flush<S: Transport>(&mut self, io: &mut S) -> io::Result<()> {
         self.out.flush(io).await
-    }
-
-    /// Sends the queued replies unless a whole pipelined command is already
-    /// waiting: its reply can go out with them.
-    pub async fn flush_before_read<S: Transport>(
-        &mut self,
-        reader: &LineReader,
-        io: &mut S,
-    ) -> io::Result<()> {
-        self.out.flush_before_read(reader, io).await
     }
 
     async fn command(&mut self, cmd: Result<Command<'_>, ParseError>) -> Next {
