@@ -691,3 +691,49 @@ fn bdat_and_pipelining_with_a_raw_client() {
     assert!(alice[0].contains("\u{e9}t\u{e9}"), "{}", alice[0]);
     c.expect("QUIT", "221");
 }
+
+#[test]
+fn a_cluster_down_at_data_time_gets_the_message_later_exactly_once() {
+    let (b1, mut b2) = two_clusters();
+    let fe = Frontend::start_with_queue(&b1, "    retry_min: 1s\n    retry_max: 2s\n", "")
+        .expect("frontend");
+    b2.kill();
+    let text = swaks_text(&[
+        "--server",
+        &fe.smtp_addr().to_string(),
+        "--from",
+        "sender@example.org",
+        "--to",
+        "alice@example.com,bob@example.com",
+        "--header",
+        "Subject: while c2 was down",
+    ]);
+    // 250: delivered to alice, spooled (fsync'd) for bob.
+    assert!(text.contains("250 2.0.0 Ok: queued as"), "{text}");
+    assert_eq!(messages(&b1, "alice@example.com").len(), 1);
+    assert!(messages(&b2, "bob@example.com").is_empty());
+    b2.restart().expect("c2 back");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while messages(&b2, "bob@example.com").is_empty() {
+        assert!(Instant::now() < deadline, "bob never got it\n{}", fe.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Later retries must not deliver it again.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(messages(&b2, "bob@example.com").len(), 1);
+    assert_eq!(messages(&b1, "alice@example.com").len(), 1);
+}
+
+#[test]
+fn a_full_mailbox_is_the_clients_answer_when_it_is_the_only_recipient() {
+    let (b1, _b2) = two_clusters();
+    b1.tandem_ok(&["account", "quota", "alice@example.com", "10"])
+        .expect("quota");
+    let fe = Frontend::start(&b1, "").expect("frontend");
+    let mut c = Smtp::transaction(fe.smtp_addr(), "s@other.test", "alice@example.com");
+    c.expect("DATA", "354");
+    c.send(b"Subject: too much\r\n\r\nmore than ten bytes\r\n.\r\n");
+    let r = c.reply();
+    assert!(r.starts_with("552 5.2.2"), "{r}");
+    assert!(messages(&b1, "alice@example.com").is_empty());
+}
