@@ -153,6 +153,22 @@ impl Backend {
         backend::store::path::account_dir(&self.store_root(), &a).expect("a storable address")
     }
 
+    /// The messages in an account's INBOX (`new` and `cur`), as stored.
+    pub fn inbox(&self, address: &str) -> Vec<String> {
+        let dir = self.maildir(address);
+        let mut out = Vec::new();
+        for sub in ["new", "cur"] {
+            if let Ok(entries) = std::fs::read_dir(dir.join(sub)) {
+                out.extend(
+                    entries
+                        .flatten()
+                        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default()),
+                );
+            }
+        }
+        out
+    }
+
     /// Runs `tandem --config <this config> ARGS`.
     pub fn tandem(&self, args: &[&str]) -> Output {
         self.tandem_with_stdin(args, None)

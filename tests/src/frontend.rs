@@ -64,18 +64,7 @@ impl Frontend {
                 .unwrap_or_default(),
         );
         std::fs::write(&config, text).with_context(|| format!("write {}", config.display()))?;
-        let mut cmd = Command::new(tandem_bin());
-        cmd.arg("--config")
-            .arg(&config)
-            .arg("frontend")
-            .env("TANDEM_LOG", "info");
-        let mut p = Process::spawn(
-            "tandem frontend",
-            cmd,
-            &dir.path().join("frontend.log"),
-            Signal::TERM,
-        )?;
-        p.wait_ready(|| http_get(admin, "/health").is_some_and(|(s, _)| s == 200))?;
+        let p = spawn(dir.path(), admin)?;
         Ok(Frontend {
             process: Some(p),
             dir,
@@ -155,4 +144,38 @@ impl Frontend {
             p.stop();
         }
     }
+
+    /// SIGKILL, as a crash would: no drain, the spool is left as it is.
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.kill();
+        }
+    }
+
+    /// Starts the daemon again on the same config, ports and spool (after
+    /// [`kill`](Self::kill) or [`stop`](Self::stop)).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        if self.process.is_none() {
+            self.process = Some(spawn(self.dir.path(), self.admin)?);
+        }
+        Ok(())
+    }
+}
+
+/// `tandem frontend` on `dir/tandem.yaml`, logging to `dir/frontend.log`;
+/// returns once `/health` answers 200.
+fn spawn(dir: &std::path::Path, admin: SocketAddr) -> anyhow::Result<Process> {
+    let mut cmd = Command::new(tandem_bin());
+    cmd.arg("--config")
+        .arg(dir.join("tandem.yaml"))
+        .arg("frontend")
+        .env("TANDEM_LOG", "info");
+    let mut p = Process::spawn(
+        "tandem frontend",
+        cmd,
+        &dir.join("frontend.log"),
+        Signal::TERM,
+    )?;
+    p.wait_ready(|| http_get(admin, "/health").is_some_and(|(s, _)| s == 200))?;
+    Ok(p)
 }

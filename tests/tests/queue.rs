@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use frontend::queue::config::{Smarthost, SmarthostTls};
+use frontend::queue::config::{Smarthost, SmarthostAuth, SmarthostTls};
 use frontend::queue::{Disposition, Envelope, Queue, QueueConfig, Recipient, Refused, Route};
 use frontend::route::Router;
 use tests::backend::Backend;
+use tests::frontend::Frontend;
 use tests::servers::SmtpSink;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -108,24 +109,6 @@ fn message(subject: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Messages in an account's INBOX (new and cur).
-fn inbox(b: &Backend, address: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for sub in ["new", "cur"] {
-        if let Ok(rd) = std::fs::read_dir(b.maildir(address).join(sub)) {
-            out.extend(rd.filter_map(Result::ok).map(|e| e.path()));
-        }
-    }
-    out
-}
-
-fn inbox_text(b: &Backend, address: &str) -> Vec<String> {
-    inbox(b, address)
-        .iter()
-        .map(|p| String::from_utf8_lossy(&std::fs::read(p).expect("read mail")).into_owned())
-        .collect()
-}
-
 /// Waits until `f` holds, or fails with `what`.
 async fn eventually(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     let until = Instant::now() + Duration::from_secs(secs);
@@ -143,13 +126,26 @@ fn spool_entries(dir: &Path) -> usize {
         .count()
 }
 
+/// Cluster c1 with sender@ and alice@, cluster c2 with bob@ and carol@
+/// (example.com), one node each, every password "pw".
+fn two_clusters() -> (Backend, Backend) {
+    let b1 = Backend::start().expect("cluster c1");
+    let b2 = Backend::start_beside(&b1, "c2", "n2").expect("cluster c2");
+    for (account, cluster) in [
+        ("sender@example.com", "c1"),
+        ("alice@example.com", "c1"),
+        ("bob@example.com", "c2"),
+        ("carol@example.com", "c2"),
+    ] {
+        b1.add_account_on(account, "pw", cluster)
+            .expect("add account");
+    }
+    (b1, b2)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivers_to_two_clusters_in_parallel_once_each() {
-    let b1 = Backend::start().unwrap();
-    let b2 = Backend::start_beside(&b1, "c2", "n2").unwrap();
-    b1.add_account_on("alice@example.com", "pw", "c1").unwrap();
-    b1.add_account_on("bob@example.com", "pw", "c2").unwrap();
-    b1.add_account_on("carol@example.com", "pw", "c2").unwrap();
+    let (b1, b2) = two_clusters();
     let spool = tempfile::tempdir().unwrap();
     let q = Running::start(&b1, config(spool.path())).await;
     let env = envelope(
@@ -162,10 +158,10 @@ async fn delivers_to_two_clusters_in_parallel_once_each() {
     );
     let accepted = q.queue.accept(env, message("two clusters")).await.unwrap();
     assert_eq!(accepted.recipients, vec![Disposition::Delivered; 3]);
-    assert_eq!(inbox(&b1, "alice@example.com").len(), 1);
-    assert_eq!(inbox(&b2, "bob@example.com").len(), 1);
-    assert_eq!(inbox(&b2, "carol@example.com").len(), 1);
-    let text = &inbox_text(&b2, "bob@example.com")[0];
+    assert_eq!(b1.inbox("alice@example.com").len(), 1);
+    assert_eq!(b2.inbox("bob@example.com").len(), 1);
+    assert_eq!(b2.inbox("carol@example.com").len(), 1);
+    let text = &b2.inbox("bob@example.com")[0];
     assert!(text.contains("Subject: two clusters"), "{text}");
     assert!(
         text.contains("\n.leading dot"),
@@ -191,10 +187,7 @@ async fn delivers_to_two_clusters_in_parallel_once_each() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_down_is_queued_and_delivered_once_when_it_returns() {
-    let b1 = Backend::start().unwrap();
-    let mut b2 = Backend::start_beside(&b1, "c2", "n2").unwrap();
-    b1.add_account_on("alice@example.com", "pw", "c1").unwrap();
-    b1.add_account_on("bob@example.com", "pw", "c2").unwrap();
+    let (b1, mut b2) = two_clusters();
     b2.kill();
     let spool = tempfile::tempdir().unwrap();
     let q = Running::start(&b1, config(spool.path())).await;
@@ -215,18 +208,18 @@ async fn a_cluster_down_is_queued_and_delivered_once_when_it_returns() {
         1,
         "spooled before accept returned"
     );
-    assert_eq!(inbox(&b1, "alice@example.com").len(), 1);
+    assert_eq!(b1.inbox("alice@example.com").len(), 1);
     // A few retries fail while the cluster is down.
     tokio::time::sleep(Duration::from_secs(3)).await;
     b2.restart().unwrap();
     eventually("delivery after the cluster returned", 20, || {
-        inbox(&b2, "bob@example.com").len() == 1
+        b2.inbox("bob@example.com").len() == 1
     })
     .await;
     eventually("the spool emptied", 10, || spool_entries(spool.path()) == 0).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(inbox(&b2, "bob@example.com").len(), 1, "delivered once");
-    assert_eq!(inbox(&b1, "alice@example.com").len(), 1, "alice not again");
+    assert_eq!(b2.inbox("bob@example.com").len(), 1, "delivered once");
+    assert_eq!(b1.inbox("alice@example.com").len(), 1, "alice not again");
     let m = q.metrics();
     assert!(
         m.contains("tandem_queue_messages_total{result=\"queued\"} 1"),
@@ -238,9 +231,7 @@ async fn a_cluster_down_is_queued_and_delivered_once_when_it_returns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reopened_queue_resumes_its_spool() {
-    let b1 = Backend::start().unwrap();
-    let mut b2 = Backend::start_beside(&b1, "c2", "n2").unwrap();
-    b1.add_account_on("bob@example.com", "pw", "c2").unwrap();
+    let (b1, mut b2) = two_clusters();
     b2.kill();
     let spool = tempfile::tempdir().unwrap();
     let q = Running::start(&b1, config(spool.path())).await;
@@ -256,7 +247,7 @@ async fn a_reopened_queue_resumes_its_spool() {
     let q = Running::start(&b1, config(spool.path())).await;
     assert_eq!(q.queue.spooled(), vec![accepted.id.clone()]);
     eventually("delivery by the reopened queue", 20, || {
-        inbox(&b2, "bob@example.com").len() == 1
+        b2.inbox("bob@example.com").len() == 1
     })
     .await;
     eventually("the spool emptied", 10, || spool_entries(spool.path()) == 0).await;
@@ -315,10 +306,10 @@ async fn permanent_failures_bounce_to_the_sender_mailbox() {
         accepted.recipients
     );
     eventually("the DSN in the sender's mailbox", 10, || {
-        inbox(&b1, "sender@example.com").len() == 1
+        b1.inbox("sender@example.com").len() == 1
     })
     .await;
-    let dsn = &inbox_text(&b1, "sender@example.com")[0];
+    let dsn = &b1.inbox("sender@example.com")[0];
     for want in [
         "From: Mail Delivery System <MAILER-DAEMON@mx.test>",
         "report-type=delivery-status",
@@ -356,10 +347,7 @@ async fn permanent_failures_bounce_to_the_sender_mailbox() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifetime_expiry_sends_a_dsn() {
-    let b1 = Backend::start().unwrap();
-    let mut b2 = Backend::start_beside(&b1, "c2", "n2").unwrap();
-    b1.add_account_on("sender@example.com", "pw", "c1").unwrap();
-    b1.add_account_on("bob@example.com", "pw", "c2").unwrap();
+    let (b1, mut b2) = two_clusters();
     b2.kill();
     let spool = tempfile::tempdir().unwrap();
     let mut cfg = config(spool.path());
@@ -369,10 +357,10 @@ async fn lifetime_expiry_sends_a_dsn() {
     let accepted = q.queue.accept(env, message("never arrives")).await.unwrap();
     assert_eq!(accepted.recipients, vec![Disposition::Queued]);
     eventually("the expiry DSN", 20, || {
-        inbox(&b1, "sender@example.com").len() == 1
+        b1.inbox("sender@example.com").len() == 1
     })
     .await;
-    let dsn = &inbox_text(&b1, "sender@example.com")[0];
+    let dsn = &b1.inbox("sender@example.com")[0];
     assert!(
         dsn.contains("Final-Recipient: rfc822; bob@example.com\nAction: failed\nStatus: 4.4.7\n"),
         "{dsn}"
@@ -383,7 +371,7 @@ async fn lifetime_expiry_sends_a_dsn() {
     q.stop().await;
     b2.restart().unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(inbox(&b2, "bob@example.com").is_empty());
+    assert!(b2.inbox("bob@example.com").is_empty());
 }
 
 /// A config file for `tandem queue` naming the spool.
@@ -418,10 +406,7 @@ fn tandem_json(config: &Path, args: &[&str]) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tandem_queue_list_retry_delete() {
-    let b1 = Backend::start().unwrap();
-    let mut b2 = Backend::start_beside(&b1, "c2", "n2").unwrap();
-    b1.add_account_on("bob@example.com", "pw", "c2").unwrap();
-    b1.add_account_on("carol@example.com", "pw", "c2").unwrap();
+    let (b1, mut b2) = two_clusters();
     b2.kill();
     let spool = tempfile::tempdir().unwrap();
     let cfg_file = cli_config(&b1, spool.path());
@@ -480,12 +465,12 @@ async fn tandem_queue_list_retry_delete() {
     let retried = tandem_json(cfg_file.path(), &["queue", "retry", &first.id]);
     assert_eq!(retried["applied_by"], "frontend");
     eventually("delivery after retry", 10, || {
-        inbox(&b2, "bob@example.com").len() == 1
+        b2.inbox("bob@example.com").len() == 1
     })
     .await;
     eventually("the spool emptied", 10, || spool_entries(spool.path()) == 0).await;
     assert!(
-        inbox(&b2, "carol@example.com").is_empty(),
+        b2.inbox("carol@example.com").is_empty(),
         "deleted, never delivered"
     );
 
@@ -571,7 +556,7 @@ async fn relays_through_a_smarthost_with_the_right_envelope() {
     );
     assert!(t.contains("Subject: relayed"), "{t}");
     assert!(t.contains("\n.leading dot"), "dot-stuffing undone: {t}");
-    assert_eq!(inbox(&b1, "alice@example.com").len(), 1);
+    assert_eq!(b1.inbox("alice@example.com").len(), 1);
     let m = q.metrics();
     assert!(
         m.contains("tandem_queue_recipients_total{result=\"relayed\"} 2"),
@@ -602,11 +587,8 @@ async fn smarthost_refusals_bounce_and_deferrals_wait() {
         accepted.recipients
     );
     assert_eq!(accepted.recipients[1], Disposition::Delivered);
-    eventually("the DSN", 10, || {
-        inbox(&b1, "sender@example.com").len() == 1
-    })
-    .await;
-    let dsn = &inbox_text(&b1, "sender@example.com")[0];
+    eventually("the DSN", 10, || b1.inbox("sender@example.com").len() == 1).await;
+    let dsn = &b1.inbox("sender@example.com")[0];
     assert!(dsn.contains("Final-Recipient: rfc822; x@far.test"), "{dsn}");
     q.stop().await;
 
@@ -633,9 +615,7 @@ fn signal(pid: u32, sig: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_delivery_is_queued_after_deliver_wait_and_never_doubled() {
-    let b1 = Backend::start().unwrap();
-    let b2 = Backend::start_beside(&b1, "c2", "n2").unwrap();
-    b1.add_account_on("bob@example.com", "pw", "c2").unwrap();
+    let (b1, b2) = two_clusters();
     let spool = tempfile::tempdir().unwrap();
     let mut cfg = config(spool.path());
     cfg.deliver_wait = Duration::from_secs(2);
@@ -662,21 +642,18 @@ async fn a_stalled_delivery_is_queued_after_deliver_wait_and_never_doubled() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     signal(pid, "-CONT");
     eventually("the stalled delivery's end", 20, || {
-        inbox(&b2, "bob@example.com").len() == 1
+        b2.inbox("bob@example.com").len() == 1
     })
     .await;
     eventually("the spool emptied", 10, || spool_entries(spool.path()) == 0).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(inbox(&b2, "bob@example.com").len(), 1, "delivered once");
+    assert_eq!(b2.inbox("bob@example.com").len(), 1, "delivered once");
     q.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_spool_refuses_for_now() {
-    let b1 = Backend::start().unwrap();
-    let mut b2 = Backend::start_beside(&b1, "c2", "n2").unwrap();
-    b1.add_account_on("bob@example.com", "pw", "c2").unwrap();
-    b1.add_account_on("alice@example.com", "pw", "c1").unwrap();
+    let (b1, mut b2) = two_clusters();
     b2.kill();
     let spool = tempfile::tempdir().unwrap();
     let mut cfg = config(spool.path());
@@ -700,5 +677,148 @@ async fn a_full_spool_refuses_for_now() {
         m.contains("tandem_queue_messages_total{result=\"refused_temporary\"} 1"),
         "{m}"
     );
+    q.stop().await;
+}
+
+/// A CA and a certificate it signed for 127.0.0.1 (PEM files in `dir`):
+/// (ca, cert, key).
+fn ca_and_leaf(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("CA key")).expect("CA");
+    let key = KeyPair::generate().expect("leaf key");
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("leaf params")
+        .signed_by(&key, &ca)
+        .expect("leaf");
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&paths.0, ca.pem()).expect("write CA");
+    std::fs::write(&paths.1, leaf.pem()).expect("write cert");
+    std::fs::write(&paths.2, key.serialize_pem()).expect("write key");
+    paths
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_through_a_smarthost_with_starttls_and_auth() {
+    let (b1, b2) = two_clusters();
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = ca_and_leaf(certs.path());
+    // The smarthost: another frontend's submission port (STARTTLS, AUTH).
+    let relay_host = Frontend::start(
+        &b1,
+        &format!(
+            "  tls:\n    cert: {}\n    key: {}\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let password = certs.path().join("password");
+    std::fs::write(&password, "pw\n").unwrap();
+    let smarthost = |password_file: &Path| Smarthost {
+        address: relay_host.submission_addr().to_string(),
+        tls: SmarthostTls::Starttls,
+        ca_file: Some(ca.clone()),
+        insecure_skip_verify: false,
+        auth: Some(SmarthostAuth {
+            username: "alice@example.com".into(),
+            password_file: password_file.to_owned(),
+        }),
+    };
+    let spool = tempfile::tempdir().unwrap();
+    let mut cfg = config(spool.path());
+    cfg.smarthost = Some(smarthost(&password));
+    let q = Running::start(&b1, cfg).await;
+    let env = envelope("alice@example.com", vec![relay("bob@example.com")]);
+    let accepted = q.queue.accept(env, message("over TLS")).await.unwrap();
+    assert_eq!(
+        accepted.recipients,
+        vec![Disposition::Delivered],
+        "smarthost log:\n{}",
+        relay_host.log()
+    );
+    eventually("the relayed copy", 10, || {
+        b2.inbox("bob@example.com").len() == 1
+    })
+    .await;
+    let text = &b2.inbox("bob@example.com")[0];
+    assert!(text.contains("Subject: over TLS"), "{text}");
+    assert!(
+        q.metrics()
+            .contains("tandem_queue_recipients_total{result=\"relayed\"} 1")
+    );
+    q.stop().await;
+
+    // A wrong password: the smarthost refuses AUTH, the copy waits.
+    let wrong = certs.path().join("wrong");
+    std::fs::write(&wrong, "nope\n").unwrap();
+    let mut cfg = config(spool.path());
+    cfg.smarthost = Some(smarthost(&wrong));
+    let q = Running::start(&b1, cfg).await;
+    let env = envelope("alice@example.com", vec![relay("bob@example.com")]);
+    let accepted = q
+        .queue
+        .accept(env, message("wrong password"))
+        .await
+        .unwrap();
+    assert_eq!(accepted.recipients, vec![Disposition::Queued]);
+    let id = &accepted.id;
+    let l = frontend::queue::spool::load(spool.path(), id, false).unwrap();
+    let err = l.last_error.unwrap_or_default();
+    assert!(err.contains("AUTH: 535"), "{err}");
+    q.stop().await;
+}
+
+/// Sends `n` messages through `accept` from `parallel` senders at once;
+/// messages per second.
+async fn rate(q: &Arc<Queue>, n: usize, parallel: usize, rcpts: &[Recipient]) -> f64 {
+    let started = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for s in 0..parallel {
+        let (q, rcpts) = (q.clone(), rcpts.to_vec());
+        set.spawn(async move {
+            for i in (s..n).step_by(parallel) {
+                let env = envelope("sender@example.org", rcpts.clone());
+                let a = q.accept(env, message(&format!("load {i}"))).await;
+                assert!(a.is_ok(), "{a:?}");
+            }
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.expect("sender task");
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement (~1 min), not a check: cargo test -p tests --test queue -- --ignored --nocapture measure"]
+async fn measure_accept_rates() {
+    let (b1, mut b2) = two_clusters();
+    let spool = tempfile::tempdir().unwrap();
+    let q = Running::start(&b1, config(spool.path())).await;
+    let n = 400;
+    let alice = [local("alice@example.com", "c1")];
+    let both = [
+        local("alice@example.com", "c1"),
+        local("bob@example.com", "c2"),
+    ];
+    let one_seq = rate(&q.queue, n, 1, &alice).await;
+    let one_par = rate(&q.queue, n, 16, &alice).await;
+    let two_par = rate(&q.queue, n, 16, &both).await;
+    b2.kill();
+    let spooled = rate(&q.queue, n, 16, &[local("bob@example.com", "c2")]).await;
+    println!(
+        "accept, delivered by LMTP (fsync on), {n} messages each:\n\
+         \x20 1 recipient, 1 sender:            {one_seq:.0} msg/s\n\
+         \x20 1 recipient, 16 senders:          {one_par:.0} msg/s\n\
+         \x20 2 clusters in parallel, 16 senders: {two_par:.0} msg/s\n\
+         \x20 cluster down, spooled, 16 senders: {spooled:.0} msg/s"
+    );
+    assert_eq!(spool_entries(spool.path()), n);
     q.stop().await;
 }

@@ -345,7 +345,6 @@ pub(super) async fn schedule(q: &Arc<Queue>, tracker: &TaskTracker) {
         e.busy.store(true, Ordering::Release);
         let q = q.clone();
         tracker.spawn(async move {
-            let _slot = slot;
             let dir = q.dir.clone();
             let id = e.header.id.clone();
             let message = q
@@ -372,6 +371,9 @@ pub(super) async fn schedule(q: &Arc<Queue>, tracker: &TaskTracker) {
                 deliver(q.clone(), e.clone(), message.clone()).await;
             }
             finish(&q, &e, &message).await;
+            // The slot is free: the next due entry need not wait for a tick.
+            drop(slot);
+            q.wake.notify_one();
         });
     }
 }

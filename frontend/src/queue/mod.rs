@@ -133,6 +133,9 @@ pub struct Queue {
     metrics: QueueMetrics,
     /// Retries running at once.
     slots: Arc<Semaphore>,
+    /// Attempts and the ends of `accept`s that outlived `deliver_wait`:
+    /// `run` waits for them before it lets go of the spool.
+    tasks: TaskTracker,
     wake: Notify,
     closed: AtomicBool,
     /// The spool's lock, held while the queue lives (see [`requests`]).
@@ -207,6 +210,7 @@ impl Queue {
             smarthost,
             metrics,
             slots: Arc::new(Semaphore::new(cfg.max_parallel)),
+            tasks: TaskTracker::new(),
             wake: Notify::new(),
             closed: AtomicBool::new(false),
             lock: Mutex::new(Some(lock)),
@@ -225,7 +229,11 @@ impl Queue {
         let Some(q) = self.me.upgrade() else {
             return Err(Refused::Temporary("queue shutting down".into()));
         };
-        q.accept_arc(envelope, message).await
+        // In a task of its own: if the SMTP session goes away meanwhile,
+        // what was delivered is still recorded and the rest spooled.
+        tokio::spawn(async move { q.accept_arc(envelope, message).await })
+            .await
+            .unwrap_or_else(|e| Err(Refused::Temporary(format!("queue task failed: {e}"))))
     }
 
     async fn accept_arc(
@@ -280,7 +288,7 @@ impl Queue {
         } else {
             tracing::info!(queue_id = %id, wait = ?self.cfg.deliver_wait, "delivery goes on in the background");
             let q = self.clone();
-            tokio::spawn(async move {
+            self.tasks.spawn(async move {
                 let _ = attempt.await;
                 attempt::finish(&q, &entry, &message).await;
             });
@@ -301,7 +309,6 @@ impl Queue {
 
     /// Retries, lifetimes, DSNs and the CLI's requests, until `shutdown`.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let tracker = TaskTracker::new();
         loop {
             tokio::select! {
                 biased;
@@ -310,12 +317,12 @@ impl Queue {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
             requests::apply(&self).await;
-            attempt::schedule(&self, &tracker).await;
+            attempt::schedule(&self, &self.tasks).await;
             self.gauges();
         }
         self.closed.store(true, Ordering::Release);
-        tracker.close();
-        if tokio::time::timeout(Duration::from_secs(5), tracker.wait())
+        self.tasks.close();
+        if tokio::time::timeout(Duration::from_secs(5), self.tasks.wait())
             .await
             .is_err()
         {

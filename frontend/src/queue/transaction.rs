@@ -95,7 +95,8 @@ async fn exchange<R: Recorder>(
         mail.push_str(" SMTPUTF8");
     }
     if ehlo.extension("SIZE").is_some() {
-        mail.push_str(&format!(" SIZE={}", tx.data.len()));
+        // The stuffed body without its final ".\r\n": at least the size.
+        mail.push_str(&format!(" SIZE={}", tx.data.len().saturating_sub(3)));
     }
     let mut commands = vec![mail];
     commands.extend(tx.recipients.iter().map(|(_, a)| format!("RCPT TO:<{a}>")));
@@ -191,6 +192,135 @@ pub fn xtext(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    #[derive(Default)]
+    struct Log(Mutex<Vec<(usize, Outcome)>>);
+
+    impl Recorder for Log {
+        async fn record(&self, rcpt: usize, outcome: Outcome) {
+            self.0.lock().unwrap().push((rcpt, outcome));
+        }
+    }
+
+    /// A scripted peer for a pipelining client: takes the batch up to
+    /// DATA and answers it with `replies`, takes the body up to the dot and
+    /// answers `after_dot` and closes. Returns what it was sent.
+    async fn peer(mut io: DuplexStream, replies: &'static str, after_dot: &'static str) -> String {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut answered = false;
+        loop {
+            let n = io.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&seen).into_owned();
+            if !answered && text.ends_with("DATA\r\n") {
+                answered = true;
+                io.write_all(replies.as_bytes()).await.unwrap();
+            } else if answered && text.ends_with("\r\n.\r\n") {
+                io.write_all(after_dot.as_bytes()).await.unwrap();
+                break;
+            }
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    }
+
+    async fn run_script(
+        flavour: Flavour,
+        ehlo: &[&str],
+        rcpts: usize,
+        replies: &'static str,
+        after_dot: &'static str,
+    ) -> (Vec<(usize, Outcome)>, String) {
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let server = tokio::spawn(peer(server, replies, after_dot));
+        let mut d = Dialogue::new(Box::new(client), Duration::from_secs(5));
+        let ehlo = Reply {
+            code: 250,
+            lines: ehlo.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        let tx = Transaction {
+            sender: "a@x.test",
+            recipients: (0..rcpts).map(|i| (i, format!("r{i}@y.test"))).collect(),
+            data: b"Subject: t\r\n\r\nhi\r\n.\r\n",
+            eight_bit: false,
+            smtputf8: false,
+        };
+        let log = Log::default();
+        run(&mut d, &ehlo, flavour, &tx, &log).await;
+        drop(d);
+        let seen = server.await.unwrap();
+        (log.0.into_inner().unwrap(), seen)
+    }
+
+    #[tokio::test]
+    async fn lmtp_replies_per_recipient_pipelined() {
+        let (log, seen) = run_script(
+            Flavour::Lmtp,
+            &["h", "PIPELINING", "SIZE 100"],
+            3,
+            "250 ok\r\n250 ok\r\n550 5.1.1 no\r\n250 ok\r\n354 go\r\n",
+            "250 2.0.0 stored\r\n452 4.2.2 full\r\n",
+        )
+        .await;
+        assert_eq!(
+            log,
+            vec![
+                (1, Outcome::Failed("550 5.1.1 no".into())),
+                (0, Outcome::Delivered),
+                (2, Outcome::Deferred("452 4.2.2 full".into())),
+            ]
+        );
+        assert!(
+            seen.starts_with("MAIL FROM:<a@x.test> SIZE=18\r\nRCPT TO:<r0@y.test>\r\n"),
+            "{seen}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_lost_after_the_dot_defers_the_rest() {
+        let (log, _) = run_script(
+            Flavour::Lmtp,
+            &["h", "PIPELINING"],
+            2,
+            "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n",
+            "250 2.0.0 stored\r\n",
+        )
+        .await;
+        assert_eq!(log[0], (0, Outcome::Delivered));
+        assert!(
+            matches!(&log[1], (1, Outcome::Deferred(why)) if why.contains("closed")),
+            "{log:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn smtp_one_reply_for_all_and_a_refused_sender() {
+        let (log, _) = run_script(
+            Flavour::Smtp,
+            &["h", "PIPELINING"],
+            2,
+            "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n",
+            "250 2.0.0 queued\r\n",
+        )
+        .await;
+        assert_eq!(log, vec![(0, Outcome::Delivered), (1, Outcome::Delivered)]);
+        let (log, _) = run_script(
+            Flavour::Smtp,
+            &["h", "PIPELINING"],
+            2,
+            "553 5.7.1 sender refused\r\n503 no\r\n503 no\r\n503 no\r\n",
+            "",
+        )
+        .await;
+        let failed = Outcome::Failed("553 5.7.1 sender refused".into());
+        assert_eq!(log, vec![(0, failed.clone()), (1, failed)]);
+    }
 
     #[test]
     fn xtext_encodes_specials() {
