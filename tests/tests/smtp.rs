@@ -690,3 +690,39 @@ fn a_full_mailbox_is_the_clients_answer_when_it_is_the_only_recipient() {
     assert!(r.starts_with("552 5.2.2"), "{r}");
     assert!(b1.inbox("alice@example.com").is_empty());
 }
+
+/// A measurement, not a check: messages per second through the MX with
+/// Postfix's smtp-source (8 sessions, 4 KiB messages, one local recipient
+/// each, alternating clusters), every one delivered by LMTP to a Maildir
+/// with fsync before its 250. Run with
+/// `cargo test --release -p tests --test smtp -- --ignored --nocapture measure`.
+#[test]
+#[ignore = "a measurement (about 20 s)"]
+fn measure_mx_accept_rate() {
+    let (b1, b2) = two_clusters();
+    let fe = Frontend::start(&b1, "").expect("frontend");
+    let source = require("smtp-source", "postfix");
+    let messages = 2000;
+    let start = Instant::now();
+    let mut runs = Vec::new();
+    for to in ["alice@example.com", "bob@example.com"] {
+        let child = Command::new(&source)
+            .args(["-s", "4", "-l", "4096", "-m", &(messages / 2).to_string()])
+            .args(["-f", "sender@example.org", "-t", to, "-M", "client.test"])
+            .arg(fe.smtp_addr().to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("run smtp-source");
+        runs.push(child);
+    }
+    for mut c in runs {
+        assert!(c.wait().expect("smtp-source").success());
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let delivered = b1.inbox("alice@example.com").len() + b2.inbox("bob@example.com").len();
+    assert_eq!(delivered, messages);
+    println!(
+        "{messages} messages of 4 KiB over 8 sessions: {secs:.1}s, {:.0} messages/s accepted and delivered",
+        messages as f64 / secs
+    );
+}
