@@ -726,3 +726,33 @@ fn measure_mx_accept_rate() {
         messages as f64 / secs
     );
 }
+
+#[test]
+fn sigterm_lets_a_message_in_data_finish_then_says_421() {
+    let (b1, _b2) = two_clusters();
+    let fe = Frontend::start(&b1, "").expect("frontend");
+    let mx = fe.smtp_addr();
+    let mut c = Smtp::transaction(mx, "s@other.test", "alice@example.com");
+    let mut idle = Smtp::connect(mx);
+    assert!(idle.reply().starts_with("220"));
+    c.expect("DATA", "354");
+    c.send(b"Subject: in flight\r\n\r\nfirst half\r\n");
+    fe.terminate();
+    // The idle session is told at once; the port closes.
+    assert!(idle.reply().starts_with("421 4.3.2"), "idle session told");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(mx).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the port stays open while draining"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c.send(b"second half\r\n.\r\n");
+    let r = c.reply();
+    assert!(r.starts_with("250 2.0.0 Ok: queued as"), "{r}");
+    assert!(c.reply().starts_with("421 4.3.2"));
+    let alice = b1.inbox("alice@example.com");
+    assert_eq!(alice.len(), 1);
+    assert!(alice[0].contains("second half"));
+}
