@@ -445,7 +445,13 @@ impl<'a, Q: Sink> Session<'a, Q> {
                     }
                 }
                 self.smtp.metrics.recipient(listener, refusal.label());
-                self.reply(format_args!("{}", refusal.reply(&address)));
+                let reply = refusal.reply(&address);
+                // A refused recipient is a client error (like Postfix):
+                // guessing addresses ends the session.
+                if reply.starts_with('5') {
+                    return self.error(&reply);
+                }
+                self.reply(format_args!("{reply}"));
                 return Next::Go;
             }
         };

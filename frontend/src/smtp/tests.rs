@@ -646,3 +646,21 @@ async fn junk_and_transaction_limits_close_the_session() {
     let text = String::from_utf8(w.got()[0].1.clone()).unwrap();
     assert!(text.contains("with SMTP id"), "HELO: {text}");
 }
+
+#[tokio::test]
+async fn guessing_recipients_counts_as_errors() {
+    let cfg = SmtpConfig {
+        max_errors: 3,
+        ..SmtpConfig::default()
+    };
+    let w = world(cfg, false).await;
+    let mut c = w.connect(Kind::Mx, OUTSIDE);
+    c.reply().await;
+    c.expect("EHLO x", "250").await;
+    c.expect("MAIL FROM:<s@other.test>", "250").await;
+    c.expect("RCPT TO:<guess1@example.com>", "550 5.1.1").await;
+    c.expect("RCPT TO:<mover@example.com>", "451").await;
+    c.expect("RCPT TO:<guess2@example.com>", "550 5.1.1").await;
+    c.expect("RCPT TO:<guess3@example.com>", "550 5.1.1").await;
+    assert!(c.reply().await.starts_with("421 4.7.0"));
+}

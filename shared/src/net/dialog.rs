@@ -15,6 +15,11 @@ use tokio_util::sync::CancellationToken;
 use super::lines::{Line, LineReader};
 use super::stream::Transport;
 
+/// Past this much queued, replies are sent even while more commands are
+/// pipelined: a client that pipelines without end and never reads must not
+/// grow our memory (writing then blocks on it, within the timeout).
+const MAX_QUEUED: usize = 16 << 10;
+
 pub struct Replies {
     out: Vec<u8>,
     /// A client that does not read its replies for this long is dropped.
@@ -54,7 +59,9 @@ impl Replies {
         reader: &LineReader,
         io: &mut S,
     ) -> io::Result<()> {
-        if !self.out.is_empty() && !reader.buffered().contains(&b'\n') {
+        if self.out.len() >= MAX_QUEUED
+            || (!self.out.is_empty() && !reader.buffered().contains(&b'\n'))
+        {
             self.flush(io).await?;
         }
         Ok(())
@@ -185,5 +192,18 @@ mod tests {
         r.line(format_args!("250 Ok"));
         r.flush_before_read(&reader, &mut out).await.unwrap();
         assert_eq!(out, b"250 Ok\r\n250 Ok\r\n");
+        // However much is pipelined, the queue is bounded.
+        let many = "NOOP\r\n".repeat(10_000);
+        let mut input = many.as_bytes();
+        let mut reader = LineReader::new(100);
+        let mut out = Vec::new();
+        for _ in 0..10_000 {
+            reader.read_line(&mut input).await.unwrap();
+            r.line(format_args!("250 2.0.0 Ok"));
+            r.flush_before_read(&reader, &mut out).await.unwrap();
+            assert!(r.out.len() <= MAX_QUEUED + 100);
+        }
+        r.flush(&mut out).await.unwrap();
+        assert_eq!(out.len(), 10_000 * 14);
     }
 }
