@@ -197,6 +197,13 @@ impl Client {
         self.reply().await
     }
 
+    /// MAIL from an outside sender, RCPT `to`, DATA: ready for the body.
+    async fn data_to(&mut self, to: &str) {
+        self.expect("MAIL FROM:<s@other.test>", "250").await;
+        self.expect(&format!("RCPT TO:<{to}>"), "250").await;
+        self.expect("DATA", "354").await;
+    }
+
     async fn expect(&mut self, line: &str, code: &str) -> String {
         let r = self.cmd(line).await;
         assert!(r.starts_with(code), "{line:?} got {r:?}, wanted {code}");
@@ -335,17 +342,13 @@ async fn bare_line_ends_never_end_data_and_refuse_the_message() {
         b"bare\rCR only\r\n.\r\n",
     ];
     for body in smuggles {
-        c.expect("MAIL FROM:<s@other.test>", "250").await;
-        c.expect("RCPT TO:<alice@example.com>", "250").await;
-        c.expect("DATA", "354").await;
+        c.data_to("alice@example.com").await;
         c.send(body).await;
         let r = c.reply().await;
         assert!(r.starts_with("550 5.6.0"), "{body:?}: {r}");
     }
     // NUL.
-    c.expect("MAIL FROM:<s@other.test>", "250").await;
-    c.expect("RCPT TO:<alice@example.com>", "250").await;
-    c.expect("DATA", "354").await;
+    c.data_to("alice@example.com").await;
     c.send(b"a\0b\r\n.\r\n").await;
     assert!(c.reply().await.starts_with("554 5.6.0"));
     // The session goes on, in step.
@@ -545,9 +548,7 @@ async fn queue_refusals_are_the_clients_answer() {
         (Refused::Temporary("spool full".into()), "451 4.3.0"),
     ] {
         *w.smtp.queue.refuse.lock().unwrap() = Some(refusal);
-        c.expect("MAIL FROM:<s@other.test>", "250").await;
-        c.expect("RCPT TO:<alice@example.com>", "250").await;
-        c.expect("DATA", "354").await;
+        c.data_to("alice@example.com").await;
         c.send(b"x\r\n.\r\n").await;
         let r = c.reply().await;
         assert!(r.starts_with(want), "{r}");
@@ -581,9 +582,7 @@ async fn shutdown_lets_a_transaction_in_data_finish_first() {
     let mut c = w.connect(Kind::Mx, OUTSIDE);
     c.reply().await;
     c.expect("EHLO x", "250").await;
-    c.expect("MAIL FROM:<s@other.test>", "250").await;
-    c.expect("RCPT TO:<alice@example.com>", "250").await;
-    c.expect("DATA", "354").await;
+    c.data_to("alice@example.com").await;
     c.send(b"Subject: half\r\n").await;
     c.stop.cancel();
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -612,9 +611,7 @@ async fn idle_clients_are_told_421() {
     let mut c = w.connect(Kind::Mx, OUTSIDE);
     c.reply().await;
     c.expect("EHLO x", "250").await;
-    c.expect("MAIL FROM:<s@other.test>", "250").await;
-    c.expect("RCPT TO:<alice@example.com>", "250").await;
-    c.expect("DATA", "354").await;
+    c.data_to("alice@example.com").await;
     c.send(b"Subject: stalled\r\n").await;
     assert!(c.reply().await.starts_with("421 4.4.2"));
     assert!(w.got().is_empty());
@@ -637,9 +634,7 @@ async fn junk_and_transaction_limits_close_the_session() {
     let mut c = w.connect(Kind::Mx, OUTSIDE);
     c.reply().await;
     c.expect("HELO x", "250").await;
-    c.expect("MAIL FROM:<s@other.test>", "250").await;
-    c.expect("RCPT TO:<alice@example.com>", "250").await;
-    c.expect("DATA", "354").await;
+    c.data_to("alice@example.com").await;
     c.send(b"x\r\n.\r\n").await;
     assert!(c.reply().await.starts_with("250"));
     c.expect("MAIL FROM:<s@other.test>", "421 4.7.0").await;
