@@ -156,6 +156,14 @@ impl World {
         }
     }
 
+    /// Connected, greeted and past EHLO.
+    async fn greeted(&self, kind: Kind, client: &str) -> Client {
+        let mut c = self.connect(kind, client);
+        assert!(c.reply().await.starts_with("220 "));
+        c.expect("EHLO x", "250").await;
+        c
+    }
+
     fn got(&self) -> Vec<(Envelope, Vec<u8>)> {
         self.smtp.queue.got.lock().unwrap().clone()
     }
@@ -331,9 +339,7 @@ async fn pipelined_transaction_gets_replies_in_order() {
 #[tokio::test]
 async fn bare_line_ends_never_end_data_and_refuse_the_message() {
     let w = world(SmtpConfig::default(), false).await;
-    let mut c = w.connect(Kind::Mx, OUTSIDE);
-    c.reply().await;
-    c.expect("EHLO x", "250").await;
+    let mut c = w.greeted(Kind::Mx, OUTSIDE).await;
     let smuggles: &[&[u8]] = &[
         b"a\n.\nMAIL FROM:<evil@x>\r\n.\r\n",
         b"a\r\n.\nMAIL FROM:<evil@x>\r\n.\r\n",
@@ -363,9 +369,7 @@ async fn size_limits_and_long_lines() {
         ..SmtpConfig::default()
     };
     let w = world(cfg, false).await;
-    let mut c = w.connect(Kind::Mx, OUTSIDE);
-    c.reply().await;
-    c.expect("EHLO x", "250").await;
+    let mut c = w.greeted(Kind::Mx, OUTSIDE).await;
     c.expect("MAIL FROM:<s@other.test> SIZE=1001", "552 5.3.4")
         .await;
     c.expect("MAIL FROM:<s@other.test> SIZE=1000", "250").await;
@@ -398,9 +402,7 @@ async fn size_limits_and_long_lines() {
 #[tokio::test]
 async fn bdat_message_is_taken_as_sent() {
     let w = world(SmtpConfig::default(), false).await;
-    let mut c = w.connect(Kind::Mx, OUTSIDE);
-    c.reply().await;
-    c.expect("EHLO x", "250").await;
+    let mut c = w.greeted(Kind::Mx, OUTSIDE).await;
     c.expect("MAIL FROM:<s@other.test>", "250").await;
     c.expect("RCPT TO:<bob@example.com>", "250").await;
     c.send(b"BDAT 8\r\nSubject:").await;
@@ -419,9 +421,7 @@ async fn recipients_past_the_limit_get_452() {
         ..SmtpConfig::default()
     };
     let w = world(cfg, false).await;
-    let mut c = w.connect(Kind::Mx, OUTSIDE);
-    c.reply().await;
-    c.expect("EHLO x", "250").await;
+    let mut c = w.greeted(Kind::Mx, OUTSIDE).await;
     c.expect("MAIL FROM:<s@other.test>", "250").await;
     c.expect("RCPT TO:<alice@example.com>", "250").await;
     c.expect("RCPT TO:<alice@example.com>", "250").await;
@@ -453,9 +453,7 @@ async fn too_many_errors_close_with_421() {
 #[tokio::test]
 async fn shutdown_between_commands_says_421() {
     let w = world(SmtpConfig::default(), false).await;
-    let mut c = w.connect(Kind::Mx, OUTSIDE);
-    c.reply().await;
-    c.expect("EHLO x", "250").await;
+    let mut c = w.greeted(Kind::Mx, OUTSIDE).await;
     c.stop.cancel();
     assert!(c.reply().await.starts_with("421 4.3.2"));
     c.task.await.unwrap();
@@ -508,9 +506,7 @@ async fn submission_needs_auth_and_the_senders_own_address() {
 #[tokio::test]
 async fn submission_relays_through_a_smarthost_only_when_authenticated() {
     let w = world(SmtpConfig::default(), true).await;
-    let mut c = w.connect(Kind::Submission, LOOPBACK);
-    c.reply().await;
-    c.expect("EHLO x", "250").await;
+    let mut c = w.greeted(Kind::Submission, LOOPBACK).await;
     c.expect("AUTH PLAIN", "334").await;
     c.expect("AGJvYkBleGFtcGxlLmNvbQBzM2NyZXQ=", "235").await;
     c.expect("MAIL FROM:<bob@example.com>", "250").await;
@@ -527,9 +523,7 @@ async fn submission_relays_through_a_smarthost_only_when_authenticated() {
         ]
     );
     // The MX of the same frontend still refuses it.
-    let mut c = w.connect(Kind::Mx, LOOPBACK);
-    c.reply().await;
-    c.expect("EHLO x", "250").await;
+    let mut c = w.greeted(Kind::Mx, LOOPBACK).await;
     c.expect("MAIL FROM:<bob@example.com>", "250").await;
     c.expect("RCPT TO:<friend@other.test>", "550 5.7.1").await;
 }
@@ -537,9 +531,7 @@ async fn submission_relays_through_a_smarthost_only_when_authenticated() {
 #[tokio::test]
 async fn queue_refusals_are_the_clients_answer() {
     let w = world(SmtpConfig::default(), false).await;
-    let mut c = w.connect(Kind::Mx, OUTSIDE);
-    c.reply().await;
-    c.expect("EHLO x", "250").await;
+    let mut c = w.greeted(Kind::Mx, OUTSIDE).await;
     for (refusal, want) in [
         (
             Refused::Permanent("550 5.2.2 <alice@example.com>: Mailbox full".into()),
@@ -579,9 +571,7 @@ async fn connection_rate_per_client_address() {
 #[tokio::test]
 async fn shutdown_lets_a_transaction_in_data_finish_first() {
     let w = world(SmtpConfig::default(), false).await;
-    let mut c = w.connect(Kind::Mx, OUTSIDE);
-    c.reply().await;
-    c.expect("EHLO x", "250").await;
+    let mut c = w.greeted(Kind::Mx, OUTSIDE).await;
     c.data_to("alice@example.com").await;
     c.send(b"Subject: half\r\n").await;
     c.stop.cancel();
@@ -600,17 +590,13 @@ async fn idle_clients_are_told_421() {
         ..SmtpConfig::default()
     };
     let w = world(cfg, false).await;
-    let mut c = w.connect(Kind::Mx, OUTSIDE);
-    c.reply().await;
-    c.expect("EHLO x", "250").await;
+    let mut c = w.greeted(Kind::Mx, OUTSIDE).await;
     let t = tokio::time::Instant::now();
     assert!(c.reply().await.starts_with("421 4.4.2"));
     assert!(t.elapsed() >= Duration::from_millis(900));
     assert_eq!(c.reply().await, "", "closed");
     // Also in the middle of DATA.
-    let mut c = w.connect(Kind::Mx, OUTSIDE);
-    c.reply().await;
-    c.expect("EHLO x", "250").await;
+    let mut c = w.greeted(Kind::Mx, OUTSIDE).await;
     c.data_to("alice@example.com").await;
     c.send(b"Subject: stalled\r\n").await;
     assert!(c.reply().await.starts_with("421 4.4.2"));
@@ -625,9 +611,7 @@ async fn junk_and_transaction_limits_close_the_session() {
         ..SmtpConfig::default()
     };
     let w = world(cfg, false).await;
-    let mut c = w.connect(Kind::Mx, OUTSIDE);
-    c.reply().await;
-    c.expect("EHLO x", "250").await;
+    let mut c = w.greeted(Kind::Mx, OUTSIDE).await;
     c.expect("NOOP", "250").await;
     c.expect("VRFY alice", "252").await;
     c.expect("NOOP", "421 4.7.0").await;
@@ -649,9 +633,7 @@ async fn guessing_recipients_counts_as_errors() {
         ..SmtpConfig::default()
     };
     let w = world(cfg, false).await;
-    let mut c = w.connect(Kind::Mx, OUTSIDE);
-    c.reply().await;
-    c.expect("EHLO x", "250").await;
+    let mut c = w.greeted(Kind::Mx, OUTSIDE).await;
     c.expect("MAIL FROM:<s@other.test>", "250").await;
     c.expect("RCPT TO:<guess1@example.com>", "550 5.1.1").await;
     c.expect("RCPT TO:<mover@example.com>", "451").await;
