@@ -185,3 +185,38 @@ impl Validate for FrontendConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(yaml: &str) -> Vec<String> {
+        let cfg: FrontendConfig = serde_saphyr::from_str(yaml).unwrap();
+        let mut p = Problems::default();
+        cfg.validate("frontend", &mut p);
+        p.into_vec().into_iter().map(|p| p.field).collect()
+    }
+
+    #[test]
+    fn smtp_listeners_need_a_queue_and_submissions_tls() {
+        let base = "backend_login: { identity: p, secret: s }\n";
+        assert_eq!(
+            problems(&format!(
+                "{base}listen: {{ smtp: 127.0.0.1:25, submissions: 127.0.0.1:465 }}\n"
+            )),
+            ["frontend.queue", "frontend.listen.submissions"]
+        );
+        assert!(
+            problems(&format!(
+                "{base}listen: {{ smtp: 127.0.0.1:25, submission: 127.0.0.1:587 }}\nqueue: {{ dir: /tmp/q }}\n"
+            ))
+            .is_empty()
+        );
+        assert_eq!(
+            problems(&format!(
+                "{base}listen: {{ imap: 127.0.0.1:143 }}\nsmtp: {{ max_recipients: 0 }}\n"
+            )),
+            ["frontend.smtp.max_recipients"]
+        );
+    }
+}

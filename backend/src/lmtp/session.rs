@@ -6,8 +6,8 @@ use std::io;
 use std::net::IpAddr;
 
 use shared::Address;
-use shared::net::{Line, LineReader, Replies};
-use tokio::io::AsyncWriteExt;
+use shared::net::dialog;
+use shared::net::{LineReader, Replies};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
@@ -35,21 +35,7 @@ pub struct ConnInfo {
 /// The connection, or a test pipe.
 pub use shared::net::Transport;
 
-/// Why a session ends early.
-#[derive(Debug)]
-pub(super) enum Stop {
-    /// The client went away.
-    Eof,
-    /// Said goodbye (421 or 221) already.
-    Closed,
-    Io(io::Error),
-}
-
-impl From<io::Error> for Stop {
-    fn from(e: io::Error) -> Self {
-        Stop::Io(e)
-    }
-}
+pub(super) use shared::net::dialog::Stop;
 
 /// What the read loop does after a command.
 enum Next {
@@ -115,36 +101,22 @@ impl<'a> Session<'a> {
         self.reply(format_args!("220 {hostname} Tandem LMTP ready"));
         let idle = self.lmtp.cfg.idle_timeout;
         loop {
-            if let Err(e) = self.flush_before_read(&reader, &mut io).await {
-                tracing::debug!(error = %e, "write failed");
-                return;
-            }
-            let read = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => {
-                    self.reply(format_args!("421 4.3.2 {hostname} Shutting down"));
-                    break;
-                }
-                r = tokio::time::timeout(idle, reader.read_line(&mut io)) => r,
-            };
-            let next = match read {
-                Err(_) => {
-                    self.reply(format_args!("421 4.4.2 {hostname} Idle timeout, closing"));
-                    break;
-                }
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "read failed");
-                    return;
-                }
-                Ok(Ok(Line::Eof)) => {
-                    tracing::debug!("client closed the connection");
-                    return;
-                }
-                Ok(Ok(Line::TooLong)) => self.error("500 5.5.6 Line too long"),
-                Ok(Ok(Line::Line(line))) => match xclient::parse(line) {
+            let line = dialog::next_line(&mut reader, &mut io, &mut self.out, idle, &shutdown);
+            let next = match line.await {
+                dialog::Next::Line(line) => match xclient::parse(line) {
                     Some(attrs) => self.xclient(attrs),
                     None => self.command(command::parse(line)).await,
                 },
+                dialog::Next::TooLong => self.error("500 5.5.6 Line too long"),
+                dialog::Next::Shutdown => {
+                    self.reply(format_args!("421 4.3.2 {hostname} Shutting down"));
+                    break;
+                }
+                dialog::Next::Idle => {
+                    self.reply(format_args!("421 4.4.2 {hostname} Idle timeout, closing"));
+                    break;
+                }
+                dialog::Next::Gone => return,
             };
             let r = match next {
                 Next::Go => Ok(()),
@@ -155,18 +127,9 @@ impl<'a> Session<'a> {
                     let Some(acceptor) = self.conn.tls.clone() else {
                         break;
                     };
-                    if self.flush(&mut io).await.is_err() {
-                        return;
-                    }
-                    // Whatever was pipelined after STARTTLS arrived in
-                    // plaintext and must not be taken as said over TLS.
-                    reader.clear();
-                    match io.start_tls(&acceptor).await {
+                    match dialog::start_tls(io, &mut self.out, &mut reader, &acceptor).await {
                         Ok(tls) => io = tls,
-                        Err(e) => {
-                            tracing::info!(error = %e, "STARTTLS handshake failed");
-                            return;
-                        }
+                        Err(_) => return,
                     }
                     self.tls = true;
                     self.lhlo = None;
@@ -174,22 +137,14 @@ impl<'a> Session<'a> {
                     Ok(())
                 }
             };
-            match r {
-                Ok(()) => {}
-                Err(Stop::Closed) => break,
-                Err(Stop::Eof) => {
-                    tracing::debug!("client closed the connection");
-                    return;
+            if let Err(stop) = r {
+                if stop.says_goodbye() {
+                    break;
                 }
-                Err(Stop::Io(e)) => {
-                    tracing::debug!(error = %e, "connection failed");
-                    return;
-                }
+                return;
             }
         }
-        if self.flush(&mut io).await.is_ok() {
-            let _ = tokio::time::timeout(idle, io.shutdown()).await;
-        }
+        dialog::close(io, &mut self.out, idle).await;
     }
 
     /// This node's name, for greetings and goodbyes.
@@ -220,16 +175,6 @@ impl<'a> Session<'a> {
 
     async fn flush<S: Transport>(&mut self, io: &mut S) -> io::Result<()> {
         self.out.flush(io).await
-    }
-
-    /// Sends the queued replies unless a whole pipelined command is already
-    /// waiting: its reply can go out with them.
-    async fn flush_before_read<S: Transport>(
-        &mut self,
-        reader: &LineReader,
-        io: &mut S,
-    ) -> io::Result<()> {
-        self.out.flush_before_read(reader, io).await
     }
 
     async fn command(&mut self, cmd: Result<Command<'_>, ParseError>) -> Next {

@@ -8,7 +8,9 @@ use shared::net::{Line, LineReader, Transport};
 use shared::sasl::{MAX_PLAIN, Plain, decode_plain};
 
 use super::Sink;
-use super::session::{MAX_AUTH_FAILURES, Next, Session, Stop};
+use shared::net::dialog::Stop;
+
+use super::session::{MAX_AUTH_FAILURES, Next, Session};
 use crate::login::Refused;
 
 impl<Q: Sink> Session<'_, Q> {

@@ -15,13 +15,14 @@
 
 use std::io;
 
+use shared::net::dialog::Stop;
 use shared::net::{LineReader, Transport};
 use shared::smtp::data::{Chunks, DotReader, Flaws, Form, Step};
 
 use super::Sink;
 use super::metrics::ListenerLabel;
 use super::received::{self, Trace};
-use super::session::{Session, Stop};
+use super::session::Session;
 use crate::queue::{Envelope, Refused};
 
 /// BDAT chunks are read through a buffer of this size.

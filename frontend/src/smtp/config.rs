@@ -7,7 +7,7 @@
 //!     max_message_size: 50M       # advertised as SIZE
 //!     max_recipients: 100         # per message; more get 452 4.5.3
 //!     idle_timeout: 5m
-//!     max_errors: 10              # protocol errors before 421 and close
+//!     max_errors: 20              # errors (refused recipients too) before 421 and close
 //!     max_transactions: 100       # messages per connection
 //!     max_junk_commands: 100      # NOOP, VRFY, RSET, EHLO... per connection
 //!     connection_rate: 60         # new connections per minute per client address
@@ -41,8 +41,9 @@ pub struct SmtpConfig {
     /// (RFC 5321 §4.5.3.2.7 asks for at least 5 minutes).
     #[serde(with = "shared::config::duration")]
     pub idle_timeout: Duration,
-    /// Protocol errors (unknown commands, bad syntax, wrong sequence) per
-    /// connection before `421 4.7.0` and close. Default 10.
+    /// Errors per connection (unknown commands, bad syntax, wrong
+    /// sequence, refused recipients) before `421 4.7.0` and close.
+    /// Default 20.
     pub max_errors: u32,
     /// Messages (MAIL commands) per connection. Default 100.
     pub max_transactions: u32,
@@ -65,7 +66,7 @@ impl Default for SmtpConfig {
             max_message_size: 50 << 20,
             max_recipients: 100,
             idle_timeout: Duration::from_secs(300),
-            max_errors: 10,
+            max_errors: 20,
             max_transactions: 100,
             max_junk_commands: 100,
             connection_rate: 60,

@@ -12,8 +12,9 @@
 //! authenticated user and only through a configured smarthost.
 //!
 //! - [`config`]: the `frontend.smtp` settings;
-//! - `session`: the state machine of one connection, `body` its DATA/BDAT,
-//!   `auth` AUTH, `rcpt` recipient resolution, `received` the trace header;
+//! - `session`: the state machine of one connection, `mail` its MAIL and
+//!   RCPT, `body` its DATA/BDAT, `auth` AUTH, `rcpt` recipient resolution,
+//!   `received` the trace header;
 //! - `rate`: new connections per client address.
 //!
 //! The grammar and the body readers are `shared::smtp`, shared with the
@@ -23,6 +24,7 @@ mod auth;
 mod body;
 pub mod config;
 mod domains;
+mod mail;
 mod metrics;
 mod rate;
 mod rcpt;

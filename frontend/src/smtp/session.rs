@@ -7,40 +7,23 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use locator::Account;
-use shared::Address;
+use shared::net::dialog;
 use shared::net::netlist::canonical;
-use shared::net::{Conn, Line, LineReader, Replies, Transport};
+use shared::net::{Conn, LineReader, Replies, Transport};
 use shared::smtp::command::{self, Command, ParseError};
 use shared::smtp::data::Chunks;
-use tokio::io::AsyncWriteExt;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::metrics::ListenerLabel;
-use super::{Kind, Sink, Smtp, rcpt};
-use crate::queue::{Recipient, Route};
+use super::{Kind, Sink, Smtp};
+use crate::queue::Recipient;
 
 /// Longest command line, CRLF excluded. RFC 5321 §4.5.3.1.4 says 512 with
 /// CRLF; like Postfix we take up to 2 KiB, for long parameters.
 pub(super) const MAX_LINE: usize = 2048;
 /// Failed AUTH attempts per connection before 421 and close.
 pub(super) const MAX_AUTH_FAILURES: u32 = 3;
-
-/// Why a session ends early.
-#[derive(Debug)]
-pub(super) enum Stop {
-    /// The client went away.
-    Eof,
-    /// Said goodbye (421 or 221) already.
-    Closed,
-    Io(io::Error),
-}
-
-impl From<io::Error> for Stop {
-    fn from(e: io::Error) -> Self {
-        Stop::Io(e)
-    }
-}
 
 /// What the read loop does after a command.
 pub(super) enum Next {
@@ -83,7 +66,7 @@ pub(super) struct Session<'a, Q> {
     out: Replies,
     errors: u32,
     junk: u32,
-    transactions: u32,
+    pub transactions: u32,
     pub auth_failures: u32,
     /// The name given in EHLO/HELO; `None` until then (and after STARTTLS).
     pub helo: Option<String>,
@@ -177,34 +160,21 @@ impl<'a, Q: Sink> Session<'a, Q> {
         self.reply(format_args!("220 {hostname} ESMTP Tandem"));
         let idle = self.smtp.cfg.idle_timeout;
         loop {
-            if let Err(e) = self.flush_before_read(&reader, &mut io).await {
-                tracing::debug!(error = %e, "write failed");
-                return;
-            }
-            let read = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => {
-                    self.reply(format_args!("421 4.3.2 {hostname} Service shutting down, closing"));
+            let line = dialog::next_line(&mut reader, &mut io, &mut self.out, idle, &shutdown);
+            let next = match line.await {
+                dialog::Next::Line(line) => self.command(command::parse(line)).await,
+                dialog::Next::TooLong => self.error("500 5.5.2 Line too long"),
+                dialog::Next::Shutdown => {
+                    self.reply(format_args!(
+                        "421 4.3.2 {hostname} Service shutting down, closing"
+                    ));
                     break;
                 }
-                r = tokio::time::timeout(idle, reader.read_line(&mut io)) => r,
-            };
-            let next = match read {
-                Err(_) => {
-                    tracing::info!("idle timeout");
+                dialog::Next::Idle => {
                     self.reply(format_args!("421 4.4.2 {hostname} Idle timeout, closing"));
                     break;
                 }
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "read failed");
-                    return;
-                }
-                Ok(Ok(Line::Eof)) => {
-                    tracing::debug!("client closed the connection");
-                    return;
-                }
-                Ok(Ok(Line::TooLong)) => self.error("500 5.5.2 Line too long"),
-                Ok(Ok(Line::Line(line))) => self.command(command::parse(line)).await,
+                dialog::Next::Gone => return,
             };
             let r = match next {
                 Next::Go => Ok(()),
@@ -218,18 +188,9 @@ impl<'a, Q: Sink> Session<'a, Q> {
                     let Some(acceptor) = self.acceptor.clone() else {
                         break;
                     };
-                    if self.flush(&mut io).await.is_err() {
-                        return;
-                    }
-                    // Whatever was pipelined after STARTTLS arrived in
-                    // plaintext and must not be taken as said over TLS.
-                    reader.clear();
-                    match io.start_tls(&acceptor).await {
+                    match dialog::start_tls(io, &mut self.out, &mut reader, &acceptor).await {
                         Ok(tls) => io = tls,
-                        Err(e) => {
-                            tracing::info!(error = %e, "STARTTLS handshake failed");
-                            return;
-                        }
+                        Err(_) => return,
                     }
                     // RFC 3207 §4.2: forget what the client said before.
                     self.tls = true;
@@ -238,22 +199,14 @@ impl<'a, Q: Sink> Session<'a, Q> {
                     Ok(())
                 }
             };
-            match r {
-                Ok(()) => {}
-                Err(Stop::Closed) => break,
-                Err(Stop::Eof) => {
-                    tracing::debug!("client closed the connection");
-                    return;
+            if let Err(stop) = r {
+                if stop.says_goodbye() {
+                    break;
                 }
-                Err(Stop::Io(e)) => {
-                    tracing::debug!(error = %e, "connection failed");
-                    return;
-                }
+                return;
             }
         }
-        if self.flush(&mut io).await.is_ok() {
-            let _ = tokio::time::timeout(idle, io.shutdown()).await;
-        }
+        dialog::close(io, &mut self.out, idle).await;
     }
 
     /// This frontend's name, for greetings and goodbyes.
@@ -298,16 +251,6 @@ impl<'a, Q: Sink> Session<'a, Q> {
 
     pub async fn flush<S: Transport>(&mut self, io: &mut S) -> io::Result<()> {
         self.out.flush(io).await
-    }
-
-    /// Sends the queued replies unless a whole pipelined command is already
-    /// waiting: its reply can go out with them.
-    pub async fn flush_before_read<S: Transport>(
-        &mut self,
-        reader: &LineReader,
-        io: &mut S,
-    ) -> io::Result<()> {
-        self.out.flush_before_read(reader, io).await
     }
 
     async fn command(&mut self, cmd: Result<Command<'_>, ParseError>) -> Next {
@@ -423,154 +366,5 @@ impl<'a, Q: Sink> Session<'a, Q> {
         }
         self.reply(format_args!("220 2.0.0 Ready to start TLS"));
         Next::StartTls
-    }
-
-    fn mail(&mut self, from: &str, size: Option<u64>, eight_bit: bool) -> Next {
-        if self.helo.is_none() {
-            return self.error("503 5.5.1 Send EHLO or HELO first");
-        }
-        if self.tx.is_some() {
-            return self.error("503 5.5.1 Nested MAIL command");
-        }
-        if self.kind.submission() {
-            let Some(user) = self.user.clone() else {
-                return self.error("530 5.7.0 Authentication required");
-            };
-            if let Err(why) = sender_allowed(&user, from) {
-                tracing::info!(user = %user.address, sender = from, "sender refused");
-                self.reply(format_args!(
-                    "553 5.7.1 <{from}>: Sender address rejected: {why}"
-                ));
-                return Next::Go;
-            }
-        }
-        let max = self.smtp.cfg.max_message_size;
-        if size.is_some_and(|s| s > max) {
-            self.reply(format_args!(
-                "552 5.3.4 Message size exceeds fixed maximum message size ({max})"
-            ));
-            return Next::Go;
-        }
-        self.transactions += 1;
-        if self.transactions > self.smtp.cfg.max_transactions {
-            let hostname = self.host();
-            self.reply(format_args!(
-                "421 4.7.0 {hostname} Too many messages in one connection, closing"
-            ));
-            return Next::Close;
-        }
-        self.tx = Some(Transaction {
-            sender: from.to_owned(),
-            size_hint: size,
-            eight_bit,
-            rcpts: Vec::new(),
-            accepted: 0,
-            chunks: None,
-        });
-        self.reply(format_args!("250 2.1.0 Ok"));
-        Next::Go
-    }
-
-    async fn rcpt(&mut self, to: &str) -> Next {
-        let listener = self.kind.name();
-        let Some(tx) = &self.tx else {
-            return self.error("503 5.5.1 Send MAIL first");
-        };
-        if tx.chunks.is_some() {
-            return self.error("503 5.5.1 RCPT after BDAT");
-        }
-        if tx.accepted >= self.smtp.cfg.max_recipients {
-            self.smtp.metrics.recipient(listener, "too_many");
-            self.reply(format_args!("452 4.5.3 Too many recipients"));
-            return Next::Go;
-        }
-        let Ok(address) = Address::parse(to) else {
-            self.smtp.metrics.recipient(listener, "bad_address");
-            return self.error("501 5.1.3 Bad recipient address syntax");
-        };
-        let authenticated = self.user.is_some();
-        let route = match rcpt::resolve(self.smtp, self.kind, authenticated, &address).await {
-            Ok(r) => r,
-            Err(refusal) => {
-                match &refusal {
-                    rcpt::Refusal::Unavailable(why) => {
-                        tracing::warn!(rcpt = %address, reason = %why, "recipient temporarily refused")
-                    }
-                    other => {
-                        tracing::info!(rcpt = %address, result = other.label(), "recipient refused")
-                    }
-                }
-                self.smtp.metrics.recipient(listener, refusal.label());
-                self.reply(format_args!("{}", refusal.reply(&address)));
-                return Next::Go;
-            }
-        };
-        self.smtp
-            .metrics
-            .recipient(listener, if route == Route::Relay { "relay" } else { "ok" });
-        if let Some(tx) = &mut self.tx {
-            // The same mailbox twice (an address again, or an alias of an
-            // account already named) gets one copy.
-            let same = |r: &Recipient| match (&r.route, &route) {
-                (Route::Local { account: a, .. }, Route::Local { account: b, .. }) => a == b,
-                (Route::Relay, Route::Relay) => {
-                    Address::parse(&r.address).is_ok_and(|a| a == address)
-                }
-                _ => false,
-            };
-            tx.accepted += 1;
-            if !tx.rcpts.iter().any(same) {
-                tx.rcpts.push(Recipient {
-                    address: to.to_owned(),
-                    route,
-                });
-            }
-        }
-        self.reply(format_args!("250 2.1.5 Ok"));
-        Next::Go
-    }
-}
-
-/// RFC 6409 §6.1: a submission's envelope sender is the user's own: its
-/// address or one of its aliases. The null sender is for bounces, which
-/// users do not send.
-fn sender_allowed(user: &Account, from: &str) -> Result<(), &'static str> {
-    if from.is_empty() {
-        return Err("null sender not allowed on submission");
-    }
-    let Ok(sender) = Address::parse(from) else {
-        return Err("bad address");
-    };
-    if sender == user.address || user.aliases.contains(&sender) {
-        Ok(())
-    } else {
-        Err("not owned by the authenticated user")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sender_must_be_the_users_own() {
-        let a = |s: &str| Address::parse(s).unwrap();
-        let user = Account {
-            address: a("alice@example.com"),
-            aliases: vec![a("al@example.com")],
-            password: None,
-            cluster: "c1".into(),
-            state: locator::AccountState::Active,
-            quota: 0,
-            created: 0,
-            dn: None,
-        };
-        assert_eq!(sender_allowed(&user, "alice@example.com"), Ok(()));
-        assert_eq!(sender_allowed(&user, "Alice@EXAMPLE.com"), Ok(()));
-        assert_eq!(sender_allowed(&user, "al@example.com"), Ok(()));
-        assert!(sender_allowed(&user, "bob@example.com").is_err());
-        assert!(sender_allowed(&user, "alice@example.org").is_err());
-        assert!(sender_allowed(&user, "").is_err());
-        assert!(sender_allowed(&user, "\"alice@example.com\"@evil.test").is_err());
     }
 }

@@ -156,6 +156,14 @@ impl World {
         }
     }
 
+    /// Connected, greeted and past EHLO.
+    async fn greeted(&self, kind: Kind, client: &str) -> Client {
+        let mut c = self.connect(kind, client);
+        assert!(c.reply().await.starts_with("220 "));
+        c.expect("EHLO x", "250").await;
+        c
+    }
+
     fn got(&self) -> Vec<(Envelope, Vec<u8>)> {
         self.smtp.queue.got.lock().unwrap().clone()
     }
@@ -195,6 +203,13 @@ impl Client {
     async fn cmd(&mut self, line: &str) -> String {
         self.send(format!("{line}\r\n").as_bytes()).await;
         self.reply().await
+    }
+
+    /// MAIL from an outside sender, RCPT `to`, DATA: ready for the body.
+    async fn data_to(&mut self, to: &str) {
+        self.expect("MAIL FROM:<s@other.test>", "250").await;
+        self.expect(&format!("RCPT TO:<{to}>"), "250").await;
+        self.expect("DATA", "354").await;
     }
 
     async fn expect(&mut self, line: &str, code: &str) -> String {
@@ -324,9 +339,7 @@ async fn pipelined_transaction_gets_replies_in_order() {
 #[tokio::test]
 async fn bare_line_ends_never_end_data_and_refuse_the_message() {
     let w = world(SmtpConfig::default(), false).await;
-    let mut c = w.connect(Kind::Mx, OUTSIDE);
-    c.reply().await;
-    c.expect("EHLO x", "250").await;
+    let mut c = w.greeted(Kind::Mx, OUTSIDE).await;
     let smuggles: &[&[u8]] = &[
         b"a\n.\nMAIL FROM:<evil@x>\r\n.\r\n",
         b"a\r\n.\nMAIL FROM:<evil@x>\r\n.\r\n",
@@ -335,17 +348,13 @@ async fn bare_line_ends_never_end_data_and_refuse_the_message() {
         b"bare\rCR only\r\n.\r\n",
     ];
     for body in smuggles {
-        c.expect("MAIL FROM:<s@other.test>", "250").await;
-        c.expect("RCPT TO:<alice@example.com>", "250").await;
-        c.expect("DATA", "354").await;
+        c.data_to("alice@example.com").await;
         c.send(body).await;
         let r = c.reply().await;
         assert!(r.starts_with("550 5.6.0"), "{body:?}: {r}");
     }
     // NUL.
-    c.expect("MAIL FROM:<s@other.test>", "250").await;
-    c.expect("RCPT TO:<alice@example.com>", "250").await;
-    c.expect("DATA", "354").await;
+    c.data_to("alice@example.com").await;
     c.send(b"a\0b\r\n.\r\n").await;
     assert!(c.reply().await.starts_with("554 5.6.0"));
     // The session goes on, in step.
@@ -360,9 +369,7 @@ async fn size_limits_and_long_lines() {
         ..SmtpConfig::default()
     };
     let w = world(cfg, false).await;
-    let mut c = w.connect(Kind::Mx, OUTSIDE);
-    c.reply().await;
-    c.expect("EHLO x", "250").await;
+    let mut c = w.greeted(Kind::Mx, OUTSIDE).await;
     c.expect("MAIL FROM:<s@other.test> SIZE=1001", "552 5.3.4")
         .await;
     c.expect("MAIL FROM:<s@other.test> SIZE=1000", "250").await;
@@ -395,9 +402,7 @@ async fn size_limits_and_long_lines() {
 #[tokio::test]
 async fn bdat_message_is_taken_as_sent() {
     let w = world(SmtpConfig::default(), false).await;
-    let mut c = w.connect(Kind::Mx, OUTSIDE);
-    c.reply().await;
-    c.expect("EHLO x", "250").await;
+    let mut c = w.greeted(Kind::Mx, OUTSIDE).await;
     c.expect("MAIL FROM:<s@other.test>", "250").await;
     c.expect("RCPT TO:<bob@example.com>", "250").await;
     c.send(b"BDAT 8\r\nSubject:").await;
@@ -416,9 +421,7 @@ async fn recipients_past_the_limit_get_452() {
         ..SmtpConfig::default()
     };
     let w = world(cfg, false).await;
-    let mut c = w.connect(Kind::Mx, OUTSIDE);
-    c.reply().await;
-    c.expect("EHLO x", "250").await;
+    let mut c = w.greeted(Kind::Mx, OUTSIDE).await;
     c.expect("MAIL FROM:<s@other.test>", "250").await;
     c.expect("RCPT TO:<alice@example.com>", "250").await;
     c.expect("RCPT TO:<alice@example.com>", "250").await;
@@ -450,9 +453,7 @@ async fn too_many_errors_close_with_421() {
 #[tokio::test]
 async fn shutdown_between_commands_says_421() {
     let w = world(SmtpConfig::default(), false).await;
-    let mut c = w.connect(Kind::Mx, OUTSIDE);
-    c.reply().await;
-    c.expect("EHLO x", "250").await;
+    let mut c = w.greeted(Kind::Mx, OUTSIDE).await;
     c.stop.cancel();
     assert!(c.reply().await.starts_with("421 4.3.2"));
     c.task.await.unwrap();
@@ -505,9 +506,7 @@ async fn submission_needs_auth_and_the_senders_own_address() {
 #[tokio::test]
 async fn submission_relays_through_a_smarthost_only_when_authenticated() {
     let w = world(SmtpConfig::default(), true).await;
-    let mut c = w.connect(Kind::Submission, LOOPBACK);
-    c.reply().await;
-    c.expect("EHLO x", "250").await;
+    let mut c = w.greeted(Kind::Submission, LOOPBACK).await;
     c.expect("AUTH PLAIN", "334").await;
     c.expect("AGJvYkBleGFtcGxlLmNvbQBzM2NyZXQ=", "235").await;
     c.expect("MAIL FROM:<bob@example.com>", "250").await;
@@ -524,9 +523,7 @@ async fn submission_relays_through_a_smarthost_only_when_authenticated() {
         ]
     );
     // The MX of the same frontend still refuses it.
-    let mut c = w.connect(Kind::Mx, LOOPBACK);
-    c.reply().await;
-    c.expect("EHLO x", "250").await;
+    let mut c = w.greeted(Kind::Mx, LOOPBACK).await;
     c.expect("MAIL FROM:<bob@example.com>", "250").await;
     c.expect("RCPT TO:<friend@other.test>", "550 5.7.1").await;
 }
@@ -534,9 +531,7 @@ async fn submission_relays_through_a_smarthost_only_when_authenticated() {
 #[tokio::test]
 async fn queue_refusals_are_the_clients_answer() {
     let w = world(SmtpConfig::default(), false).await;
-    let mut c = w.connect(Kind::Mx, OUTSIDE);
-    c.reply().await;
-    c.expect("EHLO x", "250").await;
+    let mut c = w.greeted(Kind::Mx, OUTSIDE).await;
     for (refusal, want) in [
         (
             Refused::Permanent("550 5.2.2 <alice@example.com>: Mailbox full".into()),
@@ -545,9 +540,7 @@ async fn queue_refusals_are_the_clients_answer() {
         (Refused::Temporary("spool full".into()), "451 4.3.0"),
     ] {
         *w.smtp.queue.refuse.lock().unwrap() = Some(refusal);
-        c.expect("MAIL FROM:<s@other.test>", "250").await;
-        c.expect("RCPT TO:<alice@example.com>", "250").await;
-        c.expect("DATA", "354").await;
+        c.data_to("alice@example.com").await;
         c.send(b"x\r\n.\r\n").await;
         let r = c.reply().await;
         assert!(r.starts_with(want), "{r}");
@@ -578,12 +571,8 @@ async fn connection_rate_per_client_address() {
 #[tokio::test]
 async fn shutdown_lets_a_transaction_in_data_finish_first() {
     let w = world(SmtpConfig::default(), false).await;
-    let mut c = w.connect(Kind::Mx, OUTSIDE);
-    c.reply().await;
-    c.expect("EHLO x", "250").await;
-    c.expect("MAIL FROM:<s@other.test>", "250").await;
-    c.expect("RCPT TO:<alice@example.com>", "250").await;
-    c.expect("DATA", "354").await;
+    let mut c = w.greeted(Kind::Mx, OUTSIDE).await;
+    c.data_to("alice@example.com").await;
     c.send(b"Subject: half\r\n").await;
     c.stop.cancel();
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -601,20 +590,14 @@ async fn idle_clients_are_told_421() {
         ..SmtpConfig::default()
     };
     let w = world(cfg, false).await;
-    let mut c = w.connect(Kind::Mx, OUTSIDE);
-    c.reply().await;
-    c.expect("EHLO x", "250").await;
+    let mut c = w.greeted(Kind::Mx, OUTSIDE).await;
     let t = tokio::time::Instant::now();
     assert!(c.reply().await.starts_with("421 4.4.2"));
     assert!(t.elapsed() >= Duration::from_millis(900));
     assert_eq!(c.reply().await, "", "closed");
     // Also in the middle of DATA.
-    let mut c = w.connect(Kind::Mx, OUTSIDE);
-    c.reply().await;
-    c.expect("EHLO x", "250").await;
-    c.expect("MAIL FROM:<s@other.test>", "250").await;
-    c.expect("RCPT TO:<alice@example.com>", "250").await;
-    c.expect("DATA", "354").await;
+    let mut c = w.greeted(Kind::Mx, OUTSIDE).await;
+    c.data_to("alice@example.com").await;
     c.send(b"Subject: stalled\r\n").await;
     assert!(c.reply().await.starts_with("421 4.4.2"));
     assert!(w.got().is_empty());
@@ -628,21 +611,33 @@ async fn junk_and_transaction_limits_close_the_session() {
         ..SmtpConfig::default()
     };
     let w = world(cfg, false).await;
-    let mut c = w.connect(Kind::Mx, OUTSIDE);
-    c.reply().await;
-    c.expect("EHLO x", "250").await;
+    let mut c = w.greeted(Kind::Mx, OUTSIDE).await;
     c.expect("NOOP", "250").await;
     c.expect("VRFY alice", "252").await;
     c.expect("NOOP", "421 4.7.0").await;
     let mut c = w.connect(Kind::Mx, OUTSIDE);
     c.reply().await;
     c.expect("HELO x", "250").await;
-    c.expect("MAIL FROM:<s@other.test>", "250").await;
-    c.expect("RCPT TO:<alice@example.com>", "250").await;
-    c.expect("DATA", "354").await;
+    c.data_to("alice@example.com").await;
     c.send(b"x\r\n.\r\n").await;
     assert!(c.reply().await.starts_with("250"));
     c.expect("MAIL FROM:<s@other.test>", "421 4.7.0").await;
     let text = String::from_utf8(w.got()[0].1.clone()).unwrap();
     assert!(text.contains("with SMTP id"), "HELO: {text}");
+}
+
+#[tokio::test]
+async fn guessing_recipients_counts_as_errors() {
+    let cfg = SmtpConfig {
+        max_errors: 3,
+        ..SmtpConfig::default()
+    };
+    let w = world(cfg, false).await;
+    let mut c = w.greeted(Kind::Mx, OUTSIDE).await;
+    c.expect("MAIL FROM:<s@other.test>", "250").await;
+    c.expect("RCPT TO:<guess1@example.com>", "550 5.1.1").await;
+    c.expect("RCPT TO:<mover@example.com>", "451").await;
+    c.expect("RCPT TO:<guess2@example.com>", "550 5.1.1").await;
+    c.expect("RCPT TO:<guess3@example.com>", "550 5.1.1").await;
+    assert!(c.reply().await.starts_with("421 4.7.0"));
 }
