@@ -156,7 +156,8 @@ impl Queue {
             let path = path.to_owned();
             move |error| QueueError::Dir { path, error }
         };
-        std::fs::create_dir_all(dir.join(requests::DIR)).map_err(io(&dir))?;
+        spool::create_private_dir(&dir.join(requests::DIR)).map_err(io(&dir))?;
+        spool::create_private_dir(&dir).map_err(io(&dir))?;
         let lock = requests::lock(&dir, Duration::from_secs(5))
             .await
             .map_err(io(&dir))?

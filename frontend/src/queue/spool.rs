@@ -186,11 +186,24 @@ fn line<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
     Ok(v)
 }
 
+/// Creates `dir` (and its parents) readable by its owner only: the spool
+/// holds other people's mail. An existing directory is made private too.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
 fn write_synced(path: &Path, bytes: &[&[u8]]) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
+        .mode(0o600)
         .open(path)?;
     for b in bytes {
         f.write_all(b)?;
@@ -428,6 +441,12 @@ mod tests {
         assert_eq!((l.attempts, l.next), (1, 99));
         assert_eq!(l.last_error.as_deref(), Some("451 later"));
         assert_eq!(std::fs::read(msg_path(d, "AB")).unwrap(), b"hello");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(msg_path(d, "AB"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "other people's mail is private");
         remove(d, "AB").unwrap();
         assert!(load_all(d, true).unwrap().entries.is_empty());
     }
