@@ -149,6 +149,20 @@ fn two_clusters() -> (Backend, Backend) {
     (b1, b2)
 }
 
+/// Both clusters with c2 down, and a queue running on a fresh spool with
+/// `tweak`ed settings.
+async fn with_c2_down(
+    tweak: impl FnOnce(&mut QueueConfig),
+) -> (Backend, Backend, tempfile::TempDir, Running) {
+    let (b1, mut b2) = two_clusters();
+    b2.kill();
+    let spool = tempfile::tempdir().expect("spool dir");
+    let mut cfg = config(spool.path());
+    tweak(&mut cfg);
+    let q = Running::start(&b1, cfg).await;
+    (b1, b2, spool, q)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivers_to_two_clusters_in_parallel_once_each() {
     let (b1, b2) = two_clusters();
@@ -193,10 +207,7 @@ async fn delivers_to_two_clusters_in_parallel_once_each() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_down_is_queued_and_delivered_once_when_it_returns() {
-    let (b1, mut b2) = two_clusters();
-    b2.kill();
-    let spool = tempfile::tempdir().unwrap();
-    let q = Running::start(&b1, config(spool.path())).await;
+    let (b1, mut b2, spool, q) = with_c2_down(|_| {}).await;
     let env = envelope(
         "sender@example.org",
         vec![
@@ -252,13 +263,11 @@ async fn a_cluster_down_is_queued_and_delivered_once_when_it_returns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_returning_cluster_is_retried_at_once_not_after_the_backoff() {
-    let (b1, mut b2) = two_clusters();
-    b2.kill();
-    let spool = tempfile::tempdir().unwrap();
-    let mut cfg = config(spool.path());
-    cfg.retry_min = Duration::from_secs(3600);
-    cfg.retry_max = Duration::from_secs(3600);
-    let q = Running::start(&b1, cfg).await;
+    let (_b1, mut b2, _spool, q) = with_c2_down(|cfg| {
+        cfg.retry_min = Duration::from_secs(3600);
+        cfg.retry_max = Duration::from_secs(3600);
+    })
+    .await;
     let env = envelope("sender@example.org", vec![local("bob@example.com", "c2")]);
     let accepted = q.queue.accept(env, message("back soon")).await.unwrap();
     assert_eq!(accepted.recipients, vec![Disposition::Queued]);
@@ -274,10 +283,7 @@ async fn a_returning_cluster_is_retried_at_once_not_after_the_backoff() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reopened_queue_resumes_its_spool() {
-    let (b1, mut b2) = two_clusters();
-    b2.kill();
-    let spool = tempfile::tempdir().unwrap();
-    let q = Running::start(&b1, config(spool.path())).await;
+    let (b1, mut b2, spool, q) = with_c2_down(|_| {}).await;
     let env = envelope("sender@example.org", vec![local("bob@example.com", "c2")]);
     let accepted = q
         .queue
@@ -390,12 +396,10 @@ async fn permanent_failures_bounce_to_the_sender_mailbox() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifetime_expiry_sends_a_dsn() {
-    let (b1, mut b2) = two_clusters();
-    b2.kill();
-    let spool = tempfile::tempdir().unwrap();
-    let mut cfg = config(spool.path());
-    cfg.lifetime = Duration::from_secs(4);
-    let q = Running::start(&b1, cfg).await;
+    let (b1, mut b2, spool, q) = with_c2_down(|cfg| {
+        cfg.lifetime = Duration::from_secs(4);
+    })
+    .await;
     let env = envelope("sender@example.com", vec![local("bob@example.com", "c2")]);
     let accepted = q.queue.accept(env, message("never arrives")).await.unwrap();
     assert_eq!(accepted.recipients, vec![Disposition::Queued]);
@@ -713,12 +717,10 @@ async fn a_stalled_delivery_is_queued_after_deliver_wait_and_never_doubled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_spool_refuses_for_now() {
-    let (b1, mut b2) = two_clusters();
-    b2.kill();
-    let spool = tempfile::tempdir().unwrap();
-    let mut cfg = config(spool.path());
-    cfg.max_messages = 1;
-    let q = Running::start(&b1, cfg).await;
+    let (_b1, _b2, spool, q) = with_c2_down(|cfg| {
+        cfg.max_messages = 1;
+    })
+    .await;
     let env = || envelope("sender@example.org", vec![local("bob@example.com", "c2")]);
     let first = q.queue.accept(env(), message("fits")).await.unwrap();
     assert_eq!(first.recipients, vec![Disposition::Queued]);
