@@ -51,6 +51,8 @@ pub struct Router {
     metrics: crate::FrontendMetrics,
     down: Mutex<HashMap<String, Instant>>,
     next: std::sync::atomic::AtomicUsize,
+    /// Health checks that found a node marked down answering again.
+    recoveries: std::sync::atomic::AtomicU64,
 }
 
 /// A connection to a backend node, PROXY header sent.
@@ -73,6 +75,7 @@ impl Router {
             metrics,
             down: Mutex::new(HashMap::new()),
             next: 0.into(),
+            recoveries: 0.into(),
         }
     }
 
@@ -200,6 +203,13 @@ impl Router {
         )))
     }
 
+    /// How many times a health check found a node that was marked down
+    /// answering again: the queue retries at once when it changes instead
+    /// of waiting out its backoff.
+    pub fn recoveries(&self) -> u64 {
+        self.recoveries.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The configured source address for connections to backends.
     pub fn source(&self) -> Option<IpAddr> {
         self.source
@@ -213,6 +223,15 @@ impl Router {
     pub fn set_health(&self, node: &str, service: &'static str, addr: &str, up: bool) {
         self.metrics.backend_up(node, service, up);
         if up {
+            let was_down = {
+                let down = self.down.lock().unwrap_or_else(|p| p.into_inner());
+                down.contains_key(addr)
+            };
+            if was_down {
+                tracing::info!(node, service, addr, "health check: node answers again");
+                self.recoveries
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             self.mark_up(addr);
         } else {
             if !self.is_down(addr) {

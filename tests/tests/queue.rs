@@ -47,10 +47,16 @@ impl Running {
             Some("127.0.0.2".parse().expect("an address")),
             frontend::FrontendMetrics::default(),
         ));
-        let queue = Queue::open(&cfg, router, "mx.test", &mut registry)
+        let queue = Queue::open(&cfg, router.clone(), "mx.test", &mut registry)
             .await
             .expect("open queue");
         let stop = CancellationToken::new();
+        // Health checks as the daemon runs them (faster).
+        tokio::spawn(frontend::health::run(
+            router,
+            Duration::from_millis(500),
+            stop.clone(),
+        ));
         let task = tokio::spawn(queue.clone().run(stop.clone()));
         Running {
             queue,
@@ -211,6 +217,14 @@ async fn a_cluster_down_is_queued_and_delivered_once_when_it_returns() {
     assert_eq!(b1.inbox("alice@example.com").len(), 1);
     // A few retries fail while the cluster is down.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let m = q.metrics();
+    assert!(m.contains("tandem_queue_length 1"), "{m}");
+    assert!(
+        ["2", "3", "4"]
+            .iter()
+            .any(|s| m.contains(&format!("tandem_queue_oldest_seconds {s}\n"))),
+        "{m}"
+    );
     b2.restart().unwrap();
     eventually("delivery after the cluster returned", 20, || {
         b2.inbox("bob@example.com").len() == 1
@@ -225,7 +239,36 @@ async fn a_cluster_down_is_queued_and_delivered_once_when_it_returns() {
         m.contains("tandem_queue_messages_total{result=\"queued\"} 1"),
         "{m}"
     );
-    assert!(m.contains("tandem_queue_retries_total"), "{m}");
+    let retries = m
+        .lines()
+        .find_map(|l| l.strip_prefix("tandem_queue_retries_total "))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(retries >= 1, "{m}");
+    assert!(m.contains("tandem_queue_delivery_seconds_count 2"), "{m}");
+    assert!(m.contains("tandem_queue_length 0"), "{m}");
+    q.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_returning_cluster_is_retried_at_once_not_after_the_backoff() {
+    let (b1, mut b2) = two_clusters();
+    b2.kill();
+    let spool = tempfile::tempdir().unwrap();
+    let mut cfg = config(spool.path());
+    cfg.retry_min = Duration::from_secs(3600);
+    cfg.retry_max = Duration::from_secs(3600);
+    let q = Running::start(&b1, cfg).await;
+    let env = envelope("sender@example.org", vec![local("bob@example.com", "c2")]);
+    let accepted = q.queue.accept(env, message("back soon")).await.unwrap();
+    assert_eq!(accepted.recipients, vec![Disposition::Queued]);
+    // The health checks see c2 down, then up again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    b2.restart().unwrap();
+    eventually("delivery when a health check finds c2 back", 10, || {
+        b2.inbox("bob@example.com").len() == 1
+    })
+    .await;
     q.stop().await;
 }
 
@@ -447,6 +490,23 @@ async fn tandem_queue_list_retry_delete() {
             .as_str()
             .is_some_and(|e| e.contains("c2")),
         "{entry}"
+    );
+    let text = std::process::Command::new(tests::backend::tandem_bin())
+        .arg("--config")
+        .arg(cfg_file.path())
+        .args(["queue", "list"])
+        .output()
+        .expect("tandem queue list");
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    let header = text.lines().next().unwrap_or_default();
+    assert!(
+        header.starts_with("ID") && header.contains("PENDING") && header.ends_with("LAST ERROR"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(first.id.as_str()) && l.contains("bob@example.com")),
+        "{text}"
     );
     let show = tandem_json(cfg_file.path(), &["queue", "show", &first.id]);
     assert!(
@@ -704,7 +764,7 @@ fn ca_and_leaf(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn relays_through_a_smarthost_with_starttls_and_auth() {
+async fn relays_through_a_smarthost_with_tls_and_auth() {
     let (b1, b2) = two_clusters();
     let certs = tempfile::tempdir().unwrap();
     let (ca, cert, key) = ca_and_leaf(certs.path());
@@ -752,6 +812,25 @@ async fn relays_through_a_smarthost_with_starttls_and_auth() {
         q.metrics()
             .contains("tandem_queue_recipients_total{result=\"relayed\"} 1")
     );
+    q.stop().await;
+
+    // The same over implicit TLS (the smarthost's port 465).
+    let mut cfg = config(spool.path());
+    let mut implicit = smarthost(&password);
+    implicit.address = relay_host
+        .submissions_addr()
+        .expect("submissions listener")
+        .to_string();
+    implicit.tls = SmarthostTls::Implicit;
+    cfg.smarthost = Some(implicit);
+    let q = Running::start(&b1, cfg).await;
+    let env = envelope("alice@example.com", vec![relay("bob@example.com")]);
+    let accepted = q.queue.accept(env, message("implicit TLS")).await.unwrap();
+    assert_eq!(accepted.recipients, vec![Disposition::Delivered]);
+    eventually("the copy relayed over implicit TLS", 10, || {
+        b2.inbox("bob@example.com").len() == 2
+    })
+    .await;
     q.stop().await;
 
     // A wrong password: the smarthost refuses AUTH, the copy waits.

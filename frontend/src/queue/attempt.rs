@@ -41,12 +41,12 @@ impl Recorder for Recording<'_> {
                     .recipient(if relay { "relayed" } else { "delivered" });
                 let secs = (now_ms() - self.e.header.created_ms).max(0) as f64 / 1000.0;
                 self.q.metrics.delivery_seconds.observe(secs);
-                tracing::info!(queue_id = %self.e.header.id, rcpt = %address, relay, "delivered");
+                tracing::info!(queue_id = %self.e.header.id, session = %self.e.header.session, rcpt = %address, relay, "delivered");
                 Some(Event::Delivered { r })
             }
             Outcome::Failed(reply) => {
                 self.q.metrics.recipient("failed");
-                tracing::info!(queue_id = %self.e.header.id, rcpt = %address, %reply, "failed");
+                tracing::info!(queue_id = %self.e.header.id, session = %self.e.header.session, rcpt = %address, %reply, "failed");
                 st.rcpts[r] = RcptState::Failed {
                     reply: reply.clone(),
                     bounced: false,
@@ -55,7 +55,7 @@ impl Recorder for Recording<'_> {
             }
             Outcome::Deferred(why) => {
                 self.q.metrics.recipient("deferred");
-                tracing::info!(queue_id = %self.e.header.id, rcpt = %address, error = %why, "deferred");
+                tracing::info!(queue_id = %self.e.header.id, session = %self.e.header.session, rcpt = %address, error = %why, "deferred");
                 st.rcpts[r] = RcptState::Pending {
                     error: Some(why.clone()),
                 };
@@ -63,24 +63,22 @@ impl Recorder for Recording<'_> {
                 None
             }
         };
-        if let (Some(event), Some(journal)) = (event, st.journal.as_ref()) {
-            journal_append(self.q, &self.e.header.id, journal, event).await;
+        if let (Some(event), true) = (event, st.spooled) {
+            journal_append(self.q, &self.e.header.id, event).await;
         }
     }
 }
 
 /// Appends to an entry's journal; a failure is logged (the outcome is
 /// then only in memory, and a restart may retry the recipient).
-async fn journal_append(q: &Queue, id: &str, journal: &std::fs::File, event: Event) {
-    let r = match journal.try_clone() {
-        Ok(mut f) => q
-            .blocking
-            .run(move || spool::append(&mut f, &event))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string())),
-        Err(e) => Err(e.to_string()),
-    };
+async fn journal_append(q: &Queue, id: &str, event: Event) {
+    let (dir, owned) = (q.dir.clone(), id.to_owned());
+    let r = q
+        .blocking
+        .run(move || spool::append(&dir, &owned, &event))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
     if let Err(e) = r {
         tracing::error!(queue_id = %id, error = %e, "cannot write the spool journal");
     }
@@ -232,12 +230,12 @@ pub(super) async fn finish(q: &Arc<Queue>, e: &Arc<Entry>, message: &Arc<Vec<u8>
                     reply: format!("4.4.7 {reply}"),
                     bounced: false,
                 };
-                if let Some(j) = st.journal.as_ref() {
+                if st.spooled {
                     let ev = Event::Failed {
                         r,
                         reply: format!("4.4.7 {reply}"),
                     };
-                    journal_append(q, &e.header.id, j, ev).await;
+                    journal_append(q, &e.header.id, ev).await;
                 }
             }
         }
@@ -255,13 +253,13 @@ pub(super) async fn finish(q: &Arc<Queue>, e: &Arc<Entry>, message: &Arc<Vec<u8>
     }
     let delay = backoff(q, st.attempts);
     st.next = now + delay;
-    if let Some(j) = st.journal.as_ref() {
+    if st.spooled {
         let ev = Event::Attempt {
             n: st.attempts,
             next: st.next,
             error: st.last_error.clone(),
         };
-        journal_append(q, &e.header.id, j, ev).await;
+        journal_append(q, &e.header.id, ev).await;
     }
     tracing::info!(queue_id = %e.header.id, attempts = st.attempts, retry_in = delay, "deferred");
     e.busy.store(false, Ordering::Release);
@@ -321,8 +319,24 @@ async fn bounce(q: &Arc<Queue>, e: &Arc<Entry>, st: &mut super::State, message: 
         if let RcptState::Failed { bounced, .. } = &mut st.rcpts[r] {
             *bounced = true;
         }
-        if let Some(j) = st.journal.as_ref() {
-            journal_append(q, &e.header.id, j, Event::Bounced { r }).await;
+        if st.spooled {
+            journal_append(q, &e.header.id, Event::Bounced { r }).await;
+        }
+    }
+}
+
+/// Makes every idle entry with a recipient pending for a cluster due now.
+pub(super) async fn due_now(q: &Queue) {
+    for e in q.snapshot() {
+        let Ok(mut st) = e.state.try_lock() else {
+            continue;
+        };
+        let local = st.rcpts.iter().enumerate().any(|(r, s)| {
+            matches!(s, RcptState::Pending { .. })
+                && !matches!(e.header.recipients[r].route, SpoolRoute::Relay)
+        });
+        if local && !e.busy.load(Ordering::Acquire) {
+            st.next = 0;
         }
     }
 }

@@ -90,17 +90,17 @@ struct State {
     next: i64,
     last_error: Option<String>,
     /// Open for appends once the entry is in the spool.
-    journal: Option<File>,
+    spooled: bool,
     /// `tandem queue delete` while an attempt ran: removed when it ends.
     deleted: bool,
 }
 
 impl Entry {
     fn new(header: Header) -> Self {
-        Self::from_loaded(Loaded::new(header), None)
+        Self::from_loaded(Loaded::new(header), false)
     }
 
-    fn from_loaded(l: Loaded, journal: Option<File>) -> Self {
+    fn from_loaded(l: Loaded, spooled: bool) -> Self {
         Entry {
             header: l.header,
             state: tokio::sync::Mutex::new(State {
@@ -108,7 +108,7 @@ impl Entry {
                 attempts: l.attempts,
                 next: l.next,
                 last_error: l.last_error,
-                journal,
+                spooled,
                 deleted: false,
             }),
             busy: AtomicBool::new(false),
@@ -181,13 +181,9 @@ impl Queue {
         let mut entries = HashMap::new();
         let mut bytes = 0;
         for l in recovered.entries {
-            let journal = std::fs::OpenOptions::new()
-                .append(true)
-                .open(spool::journal_path(&dir, &l.header.id))
-                .map_err(io(&dir))?;
             bytes += l.header.size;
             let id = l.header.id.clone();
-            entries.insert(id, Arc::new(Entry::from_loaded(l, Some(journal))));
+            entries.insert(id, Arc::new(Entry::from_loaded(l, true)));
         }
         tracing::info!(
             dir = %dir.display(),
@@ -309,6 +305,7 @@ impl Queue {
 
     /// Retries, lifetimes, DSNs and the CLI's requests, until `shutdown`.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut recoveries = self.router.recoveries();
         loop {
             tokio::select! {
                 biased;
@@ -317,6 +314,13 @@ impl Queue {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
             requests::apply(&self).await;
+            let now = self.router.recoveries();
+            if now != recoveries {
+                // A backend node is back: what waits for a cluster need not
+                // wait out its backoff.
+                recoveries = now;
+                attempt::due_now(&self).await;
+            }
             attempt::schedule(&self, &self.tasks).await;
             self.gauges();
         }
@@ -397,13 +401,12 @@ impl Queue {
             })
             .collect();
         let (dir, header, message) = (self.dir.clone(), entry.header.clone(), message.clone());
-        let journal = self
-            .blocking
+        self.blocking
             .run(move || spool::create(&dir, &header, &events, &message))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("{}: {e}", self.dir.display()))?;
-        st.journal = Some(journal);
+        st.spooled = true;
         drop(st);
         self.bytes.fetch_add(size, Ordering::Relaxed);
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());

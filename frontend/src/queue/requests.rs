@@ -97,10 +97,7 @@ pub fn apply_offline(dir: &Path, request: &Request) -> io::Result<bool> {
             if !spool::valid_id(id) || !spool::journal_path(dir, id).exists() {
                 return Ok(false);
             }
-            let mut f = OpenOptions::new()
-                .append(true)
-                .open(spool::journal_path(dir, id))?;
-            spool::append(&mut f, &Event::Retry)?;
+            spool::append(dir, id, &Event::Retry)?;
             Ok(true)
         }
         Request::RetryAll => {

@@ -203,10 +203,10 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Writes a new entry durably; returns its journal, open for appends.
+/// Writes a new entry durably.
 /// `events` describe what is already known (an immediate attempt's
 /// results), written with the header in one go.
-pub fn create(dir: &Path, header: &Header, events: &[Event], message: &[u8]) -> io::Result<File> {
+pub fn create(dir: &Path, header: &Header, events: &[Event], message: &[u8]) -> io::Result<()> {
     let id = &header.id;
     let msg_tmp = dir.join(format!("{id}.msg.tmp"));
     let q_tmp = dir.join(format!("{id}.q.tmp"));
@@ -219,8 +219,7 @@ pub fn create(dir: &Path, header: &Header, events: &[Event], message: &[u8]) -> 
         write_synced(&q_tmp, &[&journal])?;
         std::fs::rename(&msg_tmp, msg_path(dir, id))?;
         std::fs::rename(&q_tmp, journal_path(dir, id))?;
-        sync_dir(dir)?;
-        OpenOptions::new().append(true).open(journal_path(dir, id))
+        sync_dir(dir)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&msg_tmp);
@@ -230,8 +229,13 @@ pub fn create(dir: &Path, header: &Header, events: &[Event], message: &[u8]) -> 
     result
 }
 
-/// Appends an event and makes it durable before returning.
-pub fn append(journal: &mut File, event: &Event) -> io::Result<()> {
+/// Appends an event to an entry's journal and makes it durable before
+/// returning. The file is opened per event: a spool of 100,000 entries
+/// must not hold 100,000 descriptors.
+pub fn append(dir: &Path, id: &str, event: &Event) -> io::Result<()> {
+    let mut journal = OpenOptions::new()
+        .append(true)
+        .open(journal_path(dir, id))?;
     journal.write_all(&line(event)?)?;
     journal.sync_data()
 }
@@ -407,9 +411,10 @@ mod tests {
     fn create_append_load_remove() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let mut j = create(d, &header("AB"), &[Event::Delivered { r: 0 }], b"hello").unwrap();
+        create(d, &header("AB"), &[Event::Delivered { r: 0 }], b"hello").unwrap();
         append(
-            &mut j,
+            d,
+            "AB",
             &Event::Attempt {
                 n: 1,
                 next: 99,
@@ -431,9 +436,10 @@ mod tests {
     fn recovery_cleans_up_after_a_crash() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let mut j = create(d, &header("A1"), &[], b"m").unwrap();
+        create(d, &header("A1"), &[], b"m").unwrap();
         append(
-            &mut j,
+            d,
+            "A1",
             &Event::Failed {
                 r: 0,
                 reply: "550 no".into(),
@@ -441,6 +447,10 @@ mod tests {
         )
         .unwrap();
         // A torn append, a half-written entry, an orphan message.
+        let mut j = OpenOptions::new()
+            .append(true)
+            .open(journal_path(d, "A1"))
+            .unwrap();
         j.write_all(b"{\"e\":\"deliv").unwrap();
         std::fs::write(d.join("B2.q.tmp"), b"x").unwrap();
         std::fs::write(d.join("B2.msg.tmp"), b"x").unwrap();
@@ -460,7 +470,7 @@ mod tests {
         assert_eq!(r.removed, 3);
         assert!(!d.join("C3.msg").exists());
         // The torn line is gone: the next append makes a valid journal.
-        append(&mut j, &Event::Bounced { r: 0 }).unwrap();
+        append(d, "A1", &Event::Bounced { r: 0 }).unwrap();
         let l = load(d, "A1", true).unwrap();
         assert!(matches!(
             l.rcpts[0],

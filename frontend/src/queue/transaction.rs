@@ -144,11 +144,15 @@ async fn exchange<R: Recorder>(
         return Ok(());
     }
     if !data.is_intermediate() {
+        // A 2xx here would claim a delivery no body was sent for.
+        let outcome = if data.is_positive() {
+            Outcome::Deferred(format!("DATA answered {}", data.one_line()))
+        } else {
+            Outcome::from_reply(data)
+        };
         for &i in &accepted {
             answered[i] = true;
-            recorder
-                .record(tx.recipients[i].0, Outcome::from_reply(data))
-                .await;
+            recorder.record(tx.recipients[i].0, outcome.clone()).await;
         }
         return Ok(());
     }
@@ -320,6 +324,19 @@ mod tests {
         .await;
         let failed = Outcome::Failed("553 5.7.1 sender refused".into());
         assert_eq!(log, vec![(0, failed.clone()), (1, failed)]);
+        // A server answering DATA with 250 delivered nothing.
+        let (log, _) = run_script(
+            Flavour::Lmtp,
+            &["h", "PIPELINING"],
+            1,
+            "250 ok\r\n250 ok\r\n250 ok\r\n",
+            "",
+        )
+        .await;
+        assert!(
+            matches!(&log[..], [(0, Outcome::Deferred(why))] if why.starts_with("DATA answered 250")),
+            "{log:?}"
+        );
     }
 
     #[test]

@@ -534,3 +534,35 @@ async fn too_many_recipients() {
         ]
     );
 }
+
+#[tokio::test]
+async fn xclient_names_the_frontend_session_and_client() {
+    let f = default_fixture().await;
+    let r = f
+        .talk(
+            b"LHLO mx.test\r\nXCLIENT SESSION=fe+2D1 ADDR=198.51.100.9\r\nLHLO mx.test\r\n\
+              MAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\n\
+              Subject: x\r\n\r\nhi\r\n.\r\nXCLIENT FOO=1\r\nMAIL FROM:<s@remote.test>\r\n\
+              XCLIENT ADDR=192.0.2.1\r\nXCLIENT SESSION=+0A\r\nQUIT\r\n",
+        )
+        .await;
+    let greetings = r
+        .iter()
+        .filter(|l| *l == "220 backend.test Tandem LMTP ready")
+        .count();
+    assert_eq!(greetings, 2, "XCLIENT starts the session over: {r:?}");
+    let tail: Vec<&str> = r.iter().rev().take(6).rev().map(String::as_str).collect();
+    assert_eq!(
+        tail,
+        [
+            "250 2.0.0 <alice@example.com> Saved",
+            "501 5.5.4 Unknown XCLIENT attribute",
+            "250 2.1.0 OK",
+            "503 5.5.1 Mail transaction in progress",
+            "501 5.5.4 bad xtext in XCLIENT value",
+            "221 2.0.0 backend.test Bye",
+        ]
+    );
+    let m = &f.inbox("alice@example.com")[0];
+    assert!(m.contains("Received: from mx.test ([198.51.100.9])"), "{m}");
+}
