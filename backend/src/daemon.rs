@@ -88,7 +88,7 @@ pub async fn run(
         }),
         None => None,
     };
-    let hostname = cfg.hostname.clone().unwrap_or_else(host_name);
+    let hostname = cfg.hostname.clone().unwrap_or_else(shared::net::host_name);
     let node = Arc::new(Node {
         id: node_id.to_owned(),
         cluster: cfg.cluster.clone(),
@@ -225,12 +225,4 @@ async fn check_membership(locator: &Locator, cluster: &str, node: &str) -> Resul
             Ok(())
         }
     }
-}
-
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".into())
 }

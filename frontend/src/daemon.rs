@@ -109,11 +109,18 @@ pub async fn run(
             bound.push((name, l));
         }
     }
+    // The queue greets LMTP nodes and the smarthost, and signs DSNs, with
+    // the name the SMTP listeners greet clients with.
+    let hostname = cfg
+        .smtp
+        .hostname
+        .clone()
+        .unwrap_or_else(shared::net::host_name);
     // The queue opens (and recovers its spool) before anything listens; it
     // stops after the sessions drained, so none is cut off mid-`accept`.
     let queue = match &cfg.queue {
         Some(q) => Some(
-            Queue::open(q, fe.router.clone(), &host_name(), &mut registry)
+            Queue::open(q, fe.router.clone(), &hostname, &mut registry)
                 .await
                 .map_err(setup)?,
         ),
@@ -128,7 +135,7 @@ pub async fn run(
             fe.clone(),
             q.clone(),
             cfg.smtp.clone(),
-            cfg.smtp.hostname.clone().unwrap_or_else(host_name),
+            hostname.clone(),
             SmtpMetrics::register(&mut registry),
         )
     });
@@ -223,13 +230,4 @@ pub async fn run(
         let _ = t.await;
     }
     Ok(())
-}
-
-/// The name the queue says in LHLO/EHLO and signs DSNs with.
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".into())
 }
