@@ -187,7 +187,8 @@ fn transaction<'a>(
     }
 }
 
-/// A DSN recipient's route: `(cluster, account)` when local.
+/// Where the locator says an address lives now: `(cluster, account)`, or
+/// `None` when it is not ours (a DSN to a remote sender).
 async fn lookup(q: &Queue, address: &str) -> Result<Option<(String, String)>, String> {
     let Ok(a) = shared::Address::parse(address) else {
         return Ok(None);
