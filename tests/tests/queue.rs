@@ -630,6 +630,60 @@ async fn relays_through_a_smarthost_with_the_right_envelope() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_sender_gets_its_dsn_through_the_smarthost_or_none() {
+    let b1 = Backend::start().unwrap();
+    b1.add_account_on("alice@example.com", "pw", "c1").unwrap();
+    let sink = SmtpSink::start(&[]).unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let mut cfg = config(spool.path());
+    cfg.smarthost = smarthost(&sink);
+    let q = Running::start(&b1, cfg).await;
+    let env = envelope(
+        "someone@far.test",
+        vec![
+            local("alice@example.com", "c1"),
+            local("nobody@example.com", "c1"),
+        ],
+    );
+    let accepted = q.queue.accept(env, message("to a stranger")).await.unwrap();
+    assert_eq!(accepted.recipients[0], Disposition::Delivered);
+    eventually("the DSN at the smarthost", 10, || {
+        sink.messages()
+            .iter()
+            .any(|t| t.contains("--\n") || t.contains("--\r\n"))
+    })
+    .await;
+    let dsn = &sink.messages()[0];
+    assert!(dsn.contains("X-Mail-Args: <>"), "null sender: {dsn}");
+    assert!(dsn.contains("X-Rcpt-Args: <someone@far.test>"), "{dsn}");
+    assert!(
+        dsn.contains("Final-Recipient: rfc822; nobody@example.com"),
+        "{dsn}"
+    );
+    q.stop().await;
+
+    // Without a smarthost the DSN has nowhere to go: dropped, not kept.
+    let q = Running::start(&b1, config(spool.path())).await;
+    let env = envelope(
+        "someone@far.test",
+        vec![
+            local("alice@example.com", "c1"),
+            local("nobody@example.com", "c1"),
+        ],
+    );
+    q.queue.accept(env, message("dropped DSN")).await.unwrap();
+    eventually("the DSN given up", 10, || spool_entries(spool.path()) == 0).await;
+    let m = q.metrics();
+    assert!(m.contains("tandem_queue_dsns_total 1"), "{m}");
+    // nobody@, then the DSN's own recipient (no route).
+    assert!(
+        m.contains("tandem_queue_recipients_total{result=\"failed\"} 2"),
+        "{m}"
+    );
+    q.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smarthost_refusals_bounce_and_deferrals_wait() {
     let b1 = Backend::start().unwrap();
     b1.add_account_on("sender@example.com", "pw", "c1").unwrap();
