@@ -77,10 +77,16 @@ pub fn build(r: &Report<'_>) -> Vec<u8> {
     for f in &r.failures {
         let _ = write!(
             m,
-            "\r\nFinal-Recipient: rfc822; {rcpt}\r\n\
+            "\r\nFinal-Recipient: {kind}; {rcpt}\r\n\
              Action: failed\r\n\
              Status: {status}\r\n\
              Diagnostic-Code: smtp; {diag}\r\n",
+            // RFC 6533 §3: an internationalised address is of type utf-8.
+            kind = if f.recipient.is_ascii() {
+                "rfc822"
+            } else {
+                "utf-8"
+            },
             rcpt = f.recipient,
             status = f.status,
             diag = one_line(f.diagnostic),
@@ -157,6 +163,28 @@ mod tests {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
         assert!(!text.contains("\n\n"), "bare LF in\n{text}");
+    }
+
+    #[test]
+    fn internationalised_recipients_are_utf8_addresses() {
+        let dsn = build(&Report {
+            hostname: "mx.test",
+            queue_id: "ABC",
+            sender: "a@x.test",
+            arrived: 0,
+            now: 0,
+            failures: vec![Failure {
+                recipient: "jörg@example.com",
+                diagnostic: "550 5.1.1 no",
+                status: "5.1.1".into(),
+            }],
+            headers: b"Subject: hi\r\n",
+        });
+        let text = String::from_utf8(dsn).unwrap();
+        assert!(
+            text.contains("Final-Recipient: utf-8; jörg@example.com\r\n"),
+            "{text}"
+        );
     }
 
     #[test]
