@@ -17,7 +17,8 @@
 //! neither a retry nor a restart delivers it again. One window remains,
 //! the one every MTA has (RFC 1047): a crash between the backend's 250 and
 //! our fsync of it, or a connection lost after the final dot before the
-//! replies arrive, means the recipient is retried and gets a second copy.
+//! replies arrive, means the recipient is retried and gets a second copy;
+//! a SIGKILL doubles at most the transactions in flight at that moment.
 //! Likewise, a frontend that dies after an immediate delivery and before
 //! it answered the SMTP client leads the client to send again.
 //!
