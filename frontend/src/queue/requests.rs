@@ -117,8 +117,40 @@ pub fn apply_offline(dir: &Path, request: &Request) -> io::Result<bool> {
 /// Applies the requests waiting in the spool (the daemon's side).
 pub(super) async fn apply(q: &Arc<Queue>) {
     let dir = q.dir.join(DIR);
-    let Ok(read) = std::fs::read_dir(&dir) else {
+    let read = q.blocking.run(move || read_requests(&dir)).await;
+    let Ok(requests) = read else { return };
+    if requests.is_empty() {
         return;
+    }
+    for (path, parsed) in &requests {
+        match parsed {
+            Ok(r) => {
+                tracing::info!(request = ?r, "queue request");
+                one(q, r).await;
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "unreadable queue request ignored")
+            }
+        }
+    }
+    // Removed once applied: the CLI waits for that as the confirmation.
+    let paths: Vec<PathBuf> = requests.into_iter().map(|(p, _)| p).collect();
+    let _ = q
+        .blocking
+        .run(move || {
+            for path in paths {
+                if let Err(e) = std::fs::remove_file(&path) {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot remove queue request");
+                }
+            }
+        })
+        .await;
+}
+
+/// The request files waiting in `dir`, oldest first, each read and parsed.
+fn read_requests(dir: &Path) -> Vec<(PathBuf, io::Result<Request>)> {
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return Vec::new();
     };
     let mut files: Vec<PathBuf> = read
         .filter_map(Result::ok)
@@ -126,29 +158,21 @@ pub(super) async fn apply(q: &Arc<Queue>) {
         .filter(|p| p.extension().is_some_and(|x| x == "req"))
         .collect();
     files.sort();
-    for path in files {
-        let parsed = std::fs::metadata(&path)
-            .and_then(|m| {
-                if m.len() > MAX_REQUEST {
-                    Err(io::Error::other("request file too large"))
-                } else {
-                    std::fs::read(&path)
-                }
-            })
-            .and_then(|b| serde_json::from_slice::<Request>(&b).map_err(io::Error::other));
-        match parsed {
-            Ok(r) => {
-                tracing::info!(request = ?r, "queue request");
-                one(q, &r).await;
-            }
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "unreadable queue request ignored")
-            }
-        }
-        if let Err(e) = std::fs::remove_file(&path) {
-            tracing::warn!(path = %path.display(), error = %e, "cannot remove queue request");
-        }
-    }
+    files
+        .into_iter()
+        .map(|path| {
+            let parsed = std::fs::metadata(&path)
+                .and_then(|m| {
+                    if m.len() > MAX_REQUEST {
+                        Err(io::Error::other("request file too large"))
+                    } else {
+                        std::fs::read(&path)
+                    }
+                })
+                .and_then(|b| serde_json::from_slice::<Request>(&b).map_err(io::Error::other));
+            (path, parsed)
+        })
+        .collect()
 }
 
 async fn one(q: &Arc<Queue>, r: &Request) {
