@@ -325,3 +325,24 @@ fn dovecot_peer_delivers_and_serves_pop3() {
     );
     assert_eq!(out.trim(), "1");
 }
+
+#[test]
+fn postfix_peer_relays_to_a_tandem_backend_over_lmtp() {
+    let backend = tests::backend::Backend::start().expect("backend");
+    backend
+        .add_account("carol@example.com", "pw")
+        .expect("account");
+    let postfix = timed("start Postfix", || {
+        tests::servers::Postfix::start_relay(&["example.com"], backend.lmtp_addr())
+    });
+    tests::clients::python(
+        "import smtplib,sys\nc=smtplib.SMTP('127.0.0.1',int(sys.argv[1]))\n\
+         c.sendmail('a@example.org',['carol@example.com'],b'Subject: via postfix\\r\\n\\r\\nhello\\r\\n')\nc.quit()",
+        &[&postfix.addr().port().to_string()],
+    );
+    let new = backend.maildir("carol@example.com").join("new");
+    eventually("Postfix delivers to the backend", || {
+        std::fs::read_dir(&new).is_ok_and(|d| d.count() == 1)
+    });
+    assert_eq!(postfix.queued(), 0, "{}", postfix.log());
+}

@@ -30,6 +30,7 @@
 pub mod dovecot;
 pub mod haproxy;
 pub mod mariadb;
+pub mod postfix;
 pub mod postgres;
 pub mod slapd;
 pub mod smtp_sink;
@@ -37,6 +38,7 @@ pub mod smtp_sink;
 pub use dovecot::Dovecot;
 pub use haproxy::Haproxy;
 pub use mariadb::MariaDb;
+pub use postfix::Postfix;
 pub use postgres::Postgres;
 pub use slapd::Slapd;
 pub use smtp_sink::SmtpSink;
@@ -438,6 +440,17 @@ pub(crate) fn log_tail(log: &Path) -> String {
 /// told which user to run as.
 pub(crate) fn running_as_root() -> bool {
     rustix::process::geteuid().is_root()
+}
+
+/// A system user's uid and gid, from /etc/passwd.
+pub(crate) fn system_user(name: &str) -> anyhow::Result<(u32, u32)> {
+    let passwd = fs::read_to_string("/etc/passwd").context("/etc/passwd")?;
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&name))
+        .and_then(|f| Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?)))
+        .ok_or_else(|| anyhow!("no user `{name}` in /etc/passwd"))
 }
 
 /// The error for a missing program, naming the packages that provide it.

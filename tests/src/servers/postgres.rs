@@ -27,7 +27,7 @@ use rustix::process::Signal;
 
 use super::{
     InstanceDir, Process, copy_tree, find_binary, free_port, missing, process_dir, run,
-    running_as_root, unique_name,
+    running_as_root, system_user, unique_name,
 };
 
 const SUPERUSER: &str = "postgres";
@@ -189,7 +189,7 @@ impl Install {
             psql: sibling("psql")?,
             postgres,
             run_as: running_as_root()
-                .then(|| system_user("postgres"))
+                .then(|| postgres_user("postgres"))
                 .transpose()?,
         })
     }
@@ -228,18 +228,13 @@ fn version_dirs() -> Vec<PathBuf> {
 }
 
 /// The uid and gid of a system user.
-fn system_user(name: &str) -> anyhow::Result<(u32, u32)> {
-    let id = |flag: &str| -> anyhow::Result<u32> {
-        let out = run(Command::new("id").arg(flag).arg(name), None)?;
-        Ok(out.trim().parse()?)
-    };
-    let why = || {
+fn postgres_user(name: &str) -> anyhow::Result<(u32, u32)> {
+    system_user(name).with_context(|| {
         format!(
             "PostgreSQL refuses to run as root, and there is no `{name}` user to run it as; \
              it comes with {INSTALL}"
         )
-    };
-    Ok((id("-u").with_context(why)?, id("-g").with_context(why)?))
+    })
 }
 
 /// A data directory made by `initdb` once per test process.
