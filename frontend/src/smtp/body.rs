@@ -110,6 +110,7 @@ impl<Q: Sink> Session<'_, Q> {
         };
         self.body = body;
         r?;
+        reader.shrink();
         self.finish(dot.over(), dot.flaws(), dot.size()).await;
         Ok(())
     }

@@ -34,10 +34,25 @@ impl LineReader {
     /// Lines of at most `max` bytes, CRLF excluded.
     pub fn new(max: usize) -> Self {
         LineReader {
-            buf: vec![0; (max + 2).clamp(512, 8192)],
+            buf: vec![0; Self::initial(max)],
             start: 0,
             end: 0,
             max,
+        }
+    }
+
+    fn initial(max: usize) -> usize {
+        (max + 2).clamp(512, 8192)
+    }
+
+    /// Gives back what a body grew the buffer to, when nothing is pending:
+    /// a session that sent one big message and idles keeps no more memory
+    /// than one that sent none.
+    pub fn shrink(&mut self) {
+        let small = Self::initial(self.max);
+        if self.buf.len() > small && self.start == self.end {
+            self.buf = vec![0; small];
+            self.clear();
         }
     }
 
@@ -264,6 +279,9 @@ mod tests {
         r.consume(9);
         assert_eq!(r.read_line(&mut s).await.unwrap(), Line::Line(b"QUIT"));
         assert!(r.fill(&mut s).await.unwrap().is_empty(), "EOF");
+        assert_eq!(r.buf.len(), 64 << 10);
+        r.shrink();
+        assert_eq!(r.buf.len(), 512);
     }
 
     #[tokio::test]
