@@ -5,6 +5,7 @@ pub mod address;
 pub mod admin;
 pub mod blocking;
 pub mod config;
+pub mod etcd;
 pub mod logging;
 pub mod metrics;
 pub mod net;

@@ -28,12 +28,14 @@
 //! that starts a server, see [`remove_stale_dirs`].
 
 pub mod dovecot;
+pub mod etcd;
 pub mod haproxy;
 pub mod mariadb;
 pub mod postgres;
 pub mod slapd;
 
 pub use dovecot::Dovecot;
+pub use etcd::EtcdCluster;
 pub use haproxy::Haproxy;
 pub use mariadb::MariaDb;
 pub use postgres::Postgres;
