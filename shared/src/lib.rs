@@ -14,5 +14,6 @@ pub mod pop3;
 pub mod sasl;
 pub mod time;
 pub mod tls;
+pub mod upstream;
 
 pub use address::{Address, AddressError, Domain};

@@ -5,6 +5,7 @@ pub mod lines;
 pub mod listener;
 pub mod netlist;
 pub mod proxy;
+pub mod splice;
 pub mod stream;
 
 pub use lines::{Line, LineReader};
