@@ -334,6 +334,15 @@ impl Opened {
     }
 }
 
+/// Resolves when the account of `token`'s session is lost to this node;
+/// never without one (not logged in).
+pub async fn until_lost(token: Option<CancellationToken>) {
+    match token {
+        Some(t) => t.cancelled_owned().await,
+        None => std::future::pending().await,
+    }
+}
+
 fn mailbox_key(name: &str) -> String {
     if name.eq_ignore_ascii_case("INBOX") {
         "INBOX".to_owned()

@@ -2,6 +2,7 @@
 
 use crate::accounts::Accounts;
 use crate::auth::Auth;
+use crate::cluster::Peers;
 
 pub struct Node {
     /// This node's id in the locator (`tandem node add`).
@@ -12,4 +13,6 @@ pub struct Node {
     pub hostname: String,
     pub auth: Auth,
     pub accounts: Accounts,
+    /// The other nodes, to proxy a session to its account's owner.
+    pub peers: Peers,
 }

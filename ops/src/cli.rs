@@ -193,6 +193,9 @@ pub enum ClusterCmd {
     List,
     /// Show one cluster.
     Show { id: String },
+    /// Live nodes of a cluster (from etcd): host, pid, addresses, sessions
+    /// and the accounts each owns.
+    Status { id: String },
     /// open, closed (no new accounts) or draining (being emptied).
     SetState { id: String, state: String },
     /// Relative capacity for placing new accounts.

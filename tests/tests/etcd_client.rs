@@ -11,6 +11,7 @@ fn client(endpoints: Vec<String>) -> Client {
         prefix: "/t".into(),
         lease_ttl: Duration::from_secs(3),
         request_timeout: Duration::from_secs(1),
+        release_idle_after: Duration::from_secs(60),
     };
     Client::new(&cfg, EtcdMetrics::default()).expect("client")
 }

@@ -21,6 +21,8 @@ use crate::cli::{Cli, Command, ConfigCmd};
 pub struct Ctx {
     pub dir: Arc<dyn Directory>,
     pub json: bool,
+    /// The config's `etcd:` section, if any.
+    pub etcd: Option<shared::etcd::EtcdConfig>,
 }
 
 impl Ctx {
@@ -63,6 +65,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), Failure> {
     let ctx = Ctx {
         dir,
         json: cli.json,
+        etcd: cfg.etcd.clone(),
     };
     match cli.command {
         Command::Domain(c) => domain::run(&ctx, c).await,

@@ -8,6 +8,7 @@
 //!   prefix: /tandem          # every key Tandem writes starts with this
 //!   lease_ttl: 5s            # a dead node's accounts are free after this
 //!   request_timeout: 1s      # per request and member
+//!   release_idle_after: 10m  # an owner lets go of an account idle this long
 //! ```
 //! Without the section a cluster has one node, which owns every account.
 
@@ -31,6 +32,14 @@ pub struct EtcdConfig {
     pub lease_ttl: Duration,
     #[serde(default = "default_timeout", with = "crate::config::duration")]
     pub request_timeout: Duration,
+    /// A backend node releases an account that had no session on it for
+    /// this long, so accounts spread over the nodes again.
+    #[serde(default = "default_release", with = "crate::config::duration")]
+    pub release_idle_after: Duration,
+}
+
+fn default_release() -> Duration {
+    Duration::from_secs(600)
 }
 
 fn default_prefix() -> String {
