@@ -383,3 +383,27 @@ except imaplib.IMAP4.error as e:
         .sum::<usize>();
     assert_eq!(files, 4, "message files in {}", dir.display());
 }
+
+#[test]
+fn an_idle_account_is_released_and_another_node_may_take_it() {
+    let etcd = EtcdCluster::start(3).expect("etcd");
+    let yaml = format!("{}  release_idle_after: 1s\n", etcd_yaml(&etcd.endpoints()));
+    let n1 = Backend::start_with(&yaml).expect("n1");
+    n1.add_account(USER, PASS).expect("account");
+    let n2 = Backend::start_peer(&n1, "n2", &yaml).expect("n2");
+    assert_eq!(python(APPEND, &[&imap_port(&n2), "m1"]).trim(), "1");
+    assert_eq!(owned_by(&n1, "n2"), [USER]);
+    // No session left: released after the idle period.
+    let until = Instant::now() + Duration::from_secs(10);
+    while !owned_by(&n1, "n2").is_empty() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(owned_by(&n1, "n2").is_empty(), "{}", n2.log_tail());
+    assert_eq!(metric(&n2, "tandem_cluster_releases_total"), 1.0);
+    assert_eq!(metric(&n2, "tandem_cluster_owned_accounts"), 0.0);
+    // The next session takes it where it lands, and it is no takeover.
+    assert_eq!(python(APPEND, &[&imap_port(&n1), "m2"]).trim(), "1 2");
+    assert_eq!(owned_by(&n1, "n1"), [USER]);
+    assert_eq!(metric(&n1, "tandem_cluster_takeovers_total"), 0.0);
+    assert_eq!(metric(&n1, "tandem_cluster_acquisitions_total"), 1.0);
+}
