@@ -66,6 +66,11 @@ pub enum Command {
         /// Added to every default port (POP3 1110, POP3S 1995, ...).
         #[arg(long, default_value_t = 0)]
         port_offset: u16,
+        /// Backend nodes per cluster (1-9). Above 1 the nodes share the
+        /// cluster's store and coordinate through a local etcd that `up`
+        /// starts (Debian package etcd-server).
+        #[arg(long, default_value_t = 1)]
+        nodes: u16,
     },
 }
 

@@ -43,8 +43,13 @@ impl Ctx {
 
 pub async fn dispatch(cli: Cli) -> Result<(), Failure> {
     // `up` writes its own config; there is none to read yet.
-    if let Command::Up { dir, port_offset } = &cli.command {
-        return up::up(dir, *port_offset, cli.json).await;
+    if let Command::Up {
+        dir,
+        port_offset,
+        nodes,
+    } = &cli.command
+    {
+        return up::up(dir, *port_offset, *nodes, cli.json).await;
     }
     let cfg = crate::config::load(&cli.config)?;
     if let Command::Config(ConfigCmd::Check) = cli.command {
