@@ -407,3 +407,42 @@ fn an_idle_account_is_released_and_another_node_may_take_it() {
     assert_eq!(metric(&n1, "tandem_cluster_takeovers_total"), 0.0);
     assert_eq!(metric(&n1, "tandem_cluster_acquisitions_total"), 1.0);
 }
+
+#[test]
+fn a_frontend_with_etcd_routes_sessions_straight_to_the_owner() {
+    use tests::frontend::Frontend;
+    let etcd = EtcdCluster::start(3).expect("etcd");
+    let nodes = three_nodes(&etcd, None);
+    // n2 owns alice.
+    assert_eq!(python(APPEND, &[&imap_port(&nodes[1]), "m1"]).trim(), "1");
+    let proxied = |nodes: &[Backend]| -> f64 {
+        nodes
+            .iter()
+            .map(|n| {
+                metric(
+                    n,
+                    "tandem_cluster_proxied_sessions_total{protocol=\"imap\"}",
+                )
+            })
+            .sum()
+    };
+    let knows = Frontend::start(&nodes[0], &etcd_yaml(&etcd.endpoints())).expect("frontend");
+    for _ in 0..6 {
+        assert_eq!(
+            python(APPEND, &[&knows.imap_addr().port().to_string()]).trim(),
+            "1"
+        );
+    }
+    assert_eq!(proxied(&nodes), 0.0, "every session went straight to n2");
+    // Without etcd the frontend spreads sessions, and the other nodes
+    // proxy theirs to n2.
+    let blind = Frontend::start(&nodes[0], "").expect("frontend");
+    for _ in 0..6 {
+        assert_eq!(
+            python(APPEND, &[&blind.imap_addr().port().to_string()]).trim(),
+            "1"
+        );
+    }
+    assert!(proxied(&nodes) >= 2.0, "{}", proxied(&nodes));
+    assert_eq!(owned_by(&nodes[0], "n2"), [USER]);
+}

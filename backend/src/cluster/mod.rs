@@ -1,6 +1,7 @@
 //! A cluster of several equal nodes sharing one store, coordinated by etcd.
 //!
-//! - [`keys`]: what lives where in etcd;
+//! - [`keys`] (in `shared`, frontends read them too): what lives where in
+//!   etcd;
 //! - [`lease`]: this node's lease, its registration under the cluster, and
 //!   fencing when the lease cannot be renewed in time;
 //! - [`ownership`]: who owns an account (one etcd transaction per claim,
@@ -19,15 +20,15 @@
 //! the old lease vanish at etcd only after the full ttl, so another node can
 //! take an account only once this node stopped writing it.
 
-pub mod keys;
 pub mod lease;
 pub mod metrics;
 pub mod ownership;
 pub mod peer;
 pub mod status;
 
-pub use keys::Keys;
 pub use lease::NodeLease;
 pub use metrics::ClusterMetrics;
 pub use ownership::EtcdOwnership;
 pub use peer::Peers;
+pub use shared::etcd::keys;
+pub use shared::etcd::keys::Keys;

@@ -26,7 +26,7 @@ pub async fn frontend(cfg: &TandemConfig) -> Result<(), Failure> {
         ));
     };
     let shutdown = on_signals()?;
-    frontend::daemon::run(&cfg.locator, f, shutdown)
+    frontend::daemon::run(&cfg.locator, f, cfg.etcd.as_ref(), shutdown)
         .await
         .map_err(|e| Failure::Usage(e.to_string()))
 }

@@ -8,12 +8,14 @@
 //! - [`config`]: the `etcd:` section every role reads;
 //! - [`wire`]: the request and response bodies (keys and values base64,
 //!   64-bit numbers as strings, as the gateway writes them);
+//! - [`keys`]: where a backend cluster keeps its nodes and owners;
 //! - [`client`]: a typed client over hyper with per-request timeouts and
 //!   failover to the next member;
 //! - [`metrics`]: request latency and errors.
 
 pub mod client;
 pub mod config;
+pub mod keys;
 pub mod metrics;
 pub mod wire;
 

@@ -1,4 +1,5 @@
-//! The etcd keys of one cluster, below the configured prefix:
+//! The etcd keys of one backend cluster, below the configured prefix
+//! (written by its nodes, read by frontends and the CLI too):
 //!
 //! - `<prefix>/clusters/<c>/nodes/<node>`: a live node (JSON [`NodeInfo`]),
 //!   bound to its lease;
@@ -8,8 +9,8 @@
 //!   lease and deleted on a clean release: when a node claims an account
 //!   and finds it, the previous owner died holding it (a takeover).
 
+use super::EtcdConfig;
 use serde::{Deserialize, Serialize};
-use shared::etcd::EtcdConfig;
 
 #[derive(Debug, Clone)]
 pub struct Keys {
