@@ -54,19 +54,16 @@ impl Forwarder {
     /// Breaks every forwarded connection and ignores new ones.
     pub fn cut(&self) {
         self.cut.store(true, Ordering::SeqCst);
-        for s in self
-            .open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-        {
-            let _ = s.shutdown(Shutdown::Both);
-        }
+        self.break_open();
     }
 
-    /// Forwards again.
+    /// Forwards again (connections swallowed while cut are closed).
     pub fn heal(&self) {
         self.cut.store(false, Ordering::SeqCst);
+        self.break_open();
+    }
+
+    fn break_open(&self) {
         for s in self
             .open
             .lock()

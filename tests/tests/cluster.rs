@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use tests::backend::Backend;
-use tests::clients::{lmtp_send, python};
+use tests::clients::{imap_can_login, imap_subjects, lmtp_send, python};
 use tests::forward::Forwarder;
 use tests::servers::EtcdCluster;
 
@@ -16,10 +16,14 @@ const PASS: &str = "alice-pw";
 const TTL: Duration = Duration::from_secs(3);
 
 fn etcd_yaml(endpoints: &[String]) -> String {
+    etcd_yaml_ttl(endpoints, TTL)
+}
+
+fn etcd_yaml_ttl(endpoints: &[String], ttl: Duration) -> String {
     format!(
         "etcd:\n  endpoints: [{}]\n  lease_ttl: {}s\n  request_timeout: 500ms\n",
         endpoints.join(", "),
-        TTL.as_secs()
+        ttl.as_secs()
     )
 }
 
@@ -78,20 +82,6 @@ for s in sys.argv[2:]:
 m.select('INBOX')
 typ, data = m.uid('SEARCH', None, 'ALL')
 print(data[0].decode())
-m.logout()
-"#;
-
-/// Logs in on `port` and prints every subject of INBOX by UID, one per line.
-const LIST: &str = r#"
-import imaplib, sys
-m = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))
-m.login('alice@example.com', 'alice-pw')
-m.select('INBOX')
-typ, data = m.uid('FETCH', '1:*', '(UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])')
-for d in data:
-    if isinstance(d, tuple):
-        uid = d[0].decode().split('UID ')[1].split(' ')[0]
-        print(uid, d[1].decode().strip().replace('Subject: ', ''))
 m.logout()
 "#;
 
@@ -207,19 +197,9 @@ fn the_owners_death_moves_the_account_within_the_ttl() {
 
     nodes[0].kill();
     let killed = Instant::now();
-    let port = imap_port(&nodes[1]);
-    let probe = r#"
-import imaplib, sys
-m = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))
-try:
-    m.login('alice@example.com', 'alice-pw')
-    print('ok')
-except imaplib.IMAP4.error as e:
-    print('no', e)
-"#;
     let mut served = None;
     while killed.elapsed() < TTL * 3 {
-        if python(probe, &[&port]).trim() == "ok" {
+        if imap_can_login(nodes[1].imap_addr(), USER, PASS) {
             served = Some(killed.elapsed());
             break;
         }
@@ -229,16 +209,12 @@ except imaplib.IMAP4.error as e:
     eprintln!("account served again {served:?} after SIGKILL of its owner");
     assert!(served <= TTL + Duration::from_secs(1), "{served:?}");
 
-    let list = python(LIST, &[&port]);
-    let subjects: Vec<&str> = list
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(_, s)| s)
-        .collect();
+    let list = imap_subjects(nodes[1].imap_addr(), USER, PASS);
+    let subjects: Vec<&str> = list.iter().map(|(_, s)| s.as_str()).collect();
     for s in ["a1", "a2", "b1", "lmtp0", "lmtp1", "lmtp2"] {
-        assert!(subjects.contains(&s), "{s} lost: {list}");
+        assert!(subjects.contains(&s), "{s} lost: {list:?}");
     }
-    assert_eq!(subjects.len(), 6, "{list}");
+    assert_eq!(subjects.len(), 6, "{list:?}");
     let new_owner = if owned_by(&nodes[1], "n2") == [USER] {
         &nodes[1]
     } else {
@@ -250,12 +226,22 @@ except imaplib.IMAP4.error as e:
 #[test]
 fn killing_one_etcd_member_changes_nothing() {
     let mut etcd = EtcdCluster::start(3).expect("etcd");
-    let nodes = three_nodes(&etcd, None);
+    // The default TTL: losing the leader costs an election (about a
+    // second), which a node must ride out without fencing.
+    let ttl = Duration::from_secs(5);
+    let yaml = etcd_yaml_ttl(&etcd.endpoints(), ttl);
+    let n1 = Backend::start_with(&yaml).expect("n1");
+    n1.add_account(USER, PASS).expect("account");
+    let n2 = Backend::start_peer(&n1, "n2", &yaml).expect("n2");
+    let n3 = Backend::start_peer(&n1, "n3", &yaml).expect("n3");
+    let nodes = [n1, n2, n3];
     python(APPEND, &[&imap_port(&nodes[0]), "before"]);
-    etcd.kill(0);
+    // The leader: the worst member to lose.
+    let leader = etcd.leader().expect("a leader");
+    etcd.kill(leader);
     // Longer than two TTLs: every lease must have been renewed through
     // the members left.
-    std::thread::sleep(TTL * 2 + Duration::from_secs(1));
+    std::thread::sleep(ttl * 2 + Duration::from_secs(1));
     for (i, n) in nodes.iter().enumerate() {
         let out = python(APPEND, &[&imap_port(n), &format!("after{i}")]);
         assert_eq!(out.trim().split(' ').count(), 2 + i, "{out}");
@@ -318,18 +304,9 @@ except imaplib.IMAP4.abort as e:
     // n3 fenced. Until then a login on n1 is proxied to n3 (still the
     // owner) or refused (n3 fenced, its lease not yet expired).
     let port = imap_port(n1);
-    let probe = r#"
-import imaplib, sys
-m = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))
-try:
-    m.login('alice@example.com', 'alice-pw')
-    print('ok')
-except imaplib.IMAP4.error as e:
-    print('no')
-"#;
     let mut taken = None;
     while cut.elapsed() < TTL * 4 {
-        if python(probe, &[&port]).trim() == "ok" && owned_by(n1, "n1") == [USER] {
+        if imap_can_login(n1.imap_addr(), USER, PASS) && owned_by(n1, "n1") == [USER] {
             taken = Some(cut.elapsed());
             break;
         }
@@ -365,13 +342,9 @@ except imaplib.IMAP4.error as e:
         "no double writer: UIDs unique and in order"
     );
     // Every acknowledged message is in the Maildir exactly once.
-    let list = python(LIST, &[&imap_port(nodes.get(1).expect("n2"))]);
-    let subjects: Vec<&str> = list
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(_, s)| s)
-        .collect();
-    assert_eq!(subjects, ["m1", "m2", "m3", "m4"], "{list}");
+    let list = imap_subjects(nodes[1].imap_addr(), USER, PASS);
+    let subjects: Vec<&str> = list.iter().map(|(_, s)| s.as_str()).collect();
+    assert_eq!(subjects, ["m1", "m2", "m3", "m4"], "{list:?}");
     let dir = n1.maildir(USER);
     let files = ["cur", "new"]
         .iter()

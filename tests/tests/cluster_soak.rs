@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use tests::backend::Backend;
-use tests::clients::python;
+use tests::clients::imap_subjects;
 use tests::load::phases::lmtp_one;
 use tests::load::{Proto, Session};
 use tests::servers::EtcdCluster;
@@ -180,18 +180,6 @@ async fn random_node_kills_lose_and_duplicate_nothing() {
     }
 
     // Count: every acknowledged subject exactly once, UIDs unique.
-    let list = r#"
-import imaplib, sys
-m = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))
-m.login(sys.argv[2], sys.argv[3])
-m.select('INBOX')
-typ, data = m.uid('FETCH', '1:*', '(UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])')
-for d in data:
-    if isinstance(d, tuple):
-        uid = d[0].decode().split('UID ')[1].split(' ')[0]
-        print(uid, d[1].decode().strip().replace('Subject: ', ''))
-m.logout()
-"#;
     let acked = ledger
         .acked
         .lock()
@@ -200,15 +188,12 @@ m.logout()
     let (mut lost, mut dups, mut total, mut present) = (0, 0, 0, 0);
     for a in 0..ACCOUNTS {
         let user = account(a);
-        let out = tokio::task::block_in_place(|| {
-            python(list, &[&imap[0].port().to_string(), &user, PASS])
-        });
+        let list = tokio::task::block_in_place(|| imap_subjects(imap[0], &user, PASS));
         let mut seen: HashMap<&str, usize> = HashMap::new();
         let mut uids = HashSet::new();
-        for line in out.lines() {
-            let (uid, subject) = line.split_once(' ').expect("uid subject");
-            assert!(uids.insert(uid.to_owned()), "UID {uid} twice in {user}");
-            *seen.entry(subject).or_default() += 1;
+        for (uid, subject) in &list {
+            assert!(uids.insert(*uid), "UID {uid} twice in {user}");
+            *seen.entry(subject.as_str()).or_default() += 1;
         }
         present += seen.len();
         dups += seen.values().filter(|&&n| n > 1).count();

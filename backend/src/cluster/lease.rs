@@ -15,7 +15,7 @@ use super::metrics::ClusterMetrics;
 /// How often the registration (with its session count) is rewritten.
 const REFRESH: Duration = Duration::from_secs(3);
 /// Pause before renewing again after a failed renewal.
-const RETRY_RENEWAL: Duration = Duration::from_millis(200);
+const RETRY_RENEWAL: Duration = Duration::from_millis(100);
 /// Pause between attempts to get a lease while etcd cannot be reached.
 const RETRY: Duration = Duration::from_millis(500);
 

@@ -17,7 +17,9 @@ use std::time::Duration;
 use locator::Locator;
 use shared::Address;
 use shared::upstream::{self, ProxyLogin};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 
 use super::metrics::ClusterMetrics;
 
@@ -136,4 +138,27 @@ impl Peers {
             capabilities,
         })
     }
+}
+
+/// Passes a session on to the owner until either side ends it: what the
+/// client pipelined behind its login first, then bytes both ways; at
+/// shutdown the client is told `goodbye` at a response boundary.
+pub async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut S,
+    pipelined: &[u8],
+    mut up: Upstream,
+    idle: Duration,
+    shutdown: &CancellationToken,
+    goodbye: &[u8],
+) {
+    if !pipelined.is_empty() && up.stream.write_all(pipelined).await.is_err() {
+        return;
+    }
+    let drain = shared::net::splice::Drain {
+        deadline: shutdown,
+        goodbye,
+    };
+    let (sent, received) = shared::net::splice::splice(client, &mut up.stream, idle, drain).await;
+    let _ = client.shutdown().await;
+    tracing::info!(owner = %up.node, up = sent, down = received, "proxied session ended");
 }

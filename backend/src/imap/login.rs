@@ -105,16 +105,7 @@ impl Session<'_> {
     async fn proxy(&mut self, tag: &str, account: &shared::Address, owner: &str) -> Flow {
         let node = &self.i.node;
         let up = node
-            .peers
-            .connect(
-                node.auth.locator(),
-                &node.cluster,
-                owner,
-                Service::Imap,
-                account,
-                self.client,
-                &self.id,
-            )
+            .connect_owner(owner, Service::Imap, account, self.client, &self.id)
             .await;
         match up {
             Ok(up) => {

@@ -21,7 +21,7 @@ use super::codec::{CommandReader, Next};
 use super::respond::{self, Status};
 use super::view::View;
 use crate::accounts::{Opened, until_lost};
-use shared::net::splice::{Drain, splice};
+use crate::cluster::peer::relay;
 
 pub use shared::net::Transport;
 
@@ -139,29 +139,22 @@ impl Session<'_> {
 
     /// Passes the session on to the owner's connection until it ends.
     async fn splice<S: Transport>(&mut self, io: &mut Io<S>, shutdown: &CancellationToken) {
-        let Some(mut up) = self.upstream.take() else {
+        let Some(up) = self.upstream.take() else {
             return;
         };
-        if self.flush(io).await.is_err() {
-            return;
+        if self.flush(io).await.is_ok() {
+            let pipelined = io.reader.release();
+            let goodbye = b"* BYE Server shutting down; please reconnect.\r\n";
+            relay(
+                &mut io.stream,
+                &pipelined,
+                up,
+                self.i.cfg.idle_timeout,
+                shutdown,
+                goodbye,
+            )
+            .await;
         }
-        let pipelined = io.reader.release();
-        if !pipelined.is_empty() && up.stream.write_all(&pipelined).await.is_err() {
-            return;
-        }
-        let drain = Drain {
-            deadline: shutdown,
-            goodbye: b"* BYE Server shutting down; please reconnect.\r\n",
-        };
-        let (up_bytes, down) = splice(
-            &mut io.stream,
-            &mut up.stream,
-            self.i.cfg.idle_timeout,
-            drain,
-        )
-        .await;
-        let _ = io.stream.shutdown().await;
-        tracing::info!(session = %self.id, owner = %up.node, up = up_bytes, down, "proxied session ended");
     }
 
     async fn serve<S: Transport>(

@@ -117,16 +117,7 @@ impl Session<'_> {
     async fn proxy(&mut self, account: &shared::Address, owner: &str) -> Next {
         let node = &self.p.node;
         let up = node
-            .peers
-            .connect(
-                node.auth.locator(),
-                &node.cluster,
-                owner,
-                Service::Pop3,
-                account,
-                self.client,
-                "",
-            )
+            .connect_owner(owner, Service::Pop3, account, self.client, "")
             .await;
         match up {
             Ok(up) => {

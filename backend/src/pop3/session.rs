@@ -20,7 +20,7 @@ use super::Pop3;
 use super::command::{Command, ParseError, parse};
 use super::maildrop::{Committed, Maildrop};
 use crate::accounts::{Opened, until_lost};
-use shared::net::splice::{Drain, splice};
+use crate::cluster::peer::relay;
 
 /// Command lines; AUTH initial responses make them longer than RFC 2449's 255.
 pub(super) const MAX_LINE: usize = 4096;
@@ -158,29 +158,22 @@ pub(super) async fn run<S: Transport>(
 impl Session<'_> {
     /// Passes the session on to the owner's connection until it ends.
     async fn splice<S: Transport>(&mut self, io: &mut Io<S>, shutdown: &CancellationToken) {
-        let Some(mut up) = self.upstream.take() else {
+        let Some(up) = self.upstream.take() else {
             return;
         };
-        if self.flush(io).await.is_err() {
-            return;
+        if self.flush(io).await.is_ok() {
+            let pipelined = io.reader.release();
+            let goodbye = b"-ERR [SYS/TEMP] Server shutting down; please reconnect.\r\n";
+            relay(
+                &mut io.stream,
+                &pipelined,
+                up,
+                self.p.cfg.idle_timeout,
+                shutdown,
+                goodbye,
+            )
+            .await;
         }
-        let pipelined = io.reader.release();
-        if !pipelined.is_empty() && up.stream.write_all(&pipelined).await.is_err() {
-            return;
-        }
-        let drain = Drain {
-            deadline: shutdown,
-            goodbye: b"-ERR [SYS/TEMP] Server shutting down; please reconnect.\r\n",
-        };
-        let (up_bytes, down) = splice(
-            &mut io.stream,
-            &mut up.stream,
-            self.p.cfg.idle_timeout,
-            drain,
-        )
-        .await;
-        let _ = io.stream.shutdown().await;
-        tracing::info!(client = %self.client, owner = %up.node, up = up_bytes, down, "proxied session ended");
     }
 
     /// The command loop; returns how it ended and the connection, unless a

@@ -329,11 +329,67 @@ impl Client {
 
     /// Renews `lease`; its TTL, or `None` when it has expired (or was
     /// revoked) and everything bound to it is gone.
+    ///
+    /// Asked of every member at once, first answer wins: a renewal must
+    /// not wait out one member's timeout after another (a follower holds a
+    /// request while the cluster elects a new leader), or the node would
+    /// fence itself for nothing. Only the leader renews, so a member cut
+    /// off from it cannot answer for it.
     pub async fn keep_alive(&self, lease: LeaseId) -> Result<Option<Duration>, EtcdError> {
+        let op = "keepalive";
         let req = wire::LeaseIdRequest { id: I64(lease.0) };
-        let r: wire::LeaseKeepAliveStream =
-            self.call("keepalive", "/v3/lease/keepalive", &req).await?;
-        Ok((r.result.ttl.0 > 0).then(|| Duration::from_secs(r.result.ttl.0 as u64)))
+        let body = serde_json::to_vec(&req).map_err(|e| EtcdError::Protocol {
+            op,
+            why: e.to_string(),
+        })?;
+        let start = tokio::time::Instant::now();
+        let mut asks = tokio::task::JoinSet::new();
+        for (i, ep) in self.endpoints.iter().enumerate() {
+            let (ep, body, timeout) = (ep.clone(), body.clone(), self.timeout);
+            asks.spawn(async move {
+                let r = tokio::time::timeout(timeout, send(&ep, "/v3/lease/keepalive", body)).await;
+                (i, ep, r)
+            });
+        }
+        let mut last = String::new();
+        while let Some(done) = asks.join_next().await {
+            let Ok((i, ep, r)) = done else { continue };
+            match r {
+                Ok(Ok((200, answer))) => {
+                    let parsed = serde_json::from_slice::<wire::LeaseKeepAliveStream>(&answer);
+                    if let Ok(k) = parsed {
+                        self.current.store(i, Ordering::Relaxed);
+                        self.metrics
+                            .seconds
+                            .get_or_create(&OpLabel { op })
+                            .observe(start.elapsed().as_secs_f64());
+                        let ttl = k.result.ttl.0;
+                        return Ok((ttl > 0).then(|| Duration::from_secs(ttl as u64)));
+                    }
+                    last = format!("{}:{}: unreadable answer", ep.host, ep.port);
+                }
+                Ok(Ok((status, answer))) => {
+                    last = format!(
+                        "{}:{}: HTTP {status}: {}",
+                        ep.host,
+                        ep.port,
+                        String::from_utf8_lossy(&answer)
+                    );
+                }
+                Ok(Err(e)) => last = format!("{}:{}: {e}", ep.host, ep.port),
+                Err(_) => {
+                    last = format!(
+                        "{}:{}: no answer within {:?}",
+                        ep.host, ep.port, self.timeout
+                    )
+                }
+            }
+        }
+        Err(self.error(EtcdError::Unavailable {
+            op,
+            tried: self.endpoints.len(),
+            last,
+        }))
     }
 
     /// Ends `lease` now, deleting its keys. A lease already gone is fine.

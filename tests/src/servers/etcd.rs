@@ -84,8 +84,9 @@ impl EtcdCluster {
             .arg("new")
             .arg("--initial-cluster-token")
             .arg(self.dir.path().to_string_lossy().as_ref())
-            // Loopback: elect quickly so tests do not wait seconds.
-            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            // etcd's defaults: a loaded test machine must not see
+            // spurious elections.
+            .args(["--heartbeat-interval", "100", "--election-timeout", "1000"])
             .env("ETCD_UNSUPPORTED_ARCH", "");
         let log = self.dir.path().join(format!("{}.log", m.name));
         let p = Process::spawn("etcd", cmd, &log, Signal::TERM)?;
@@ -111,6 +112,16 @@ impl EtcdCluster {
         &self.members
     }
 
+    /// The index of the member that leads the cluster now, if one answers.
+    pub fn leader(&self) -> Option<usize> {
+        self.members.iter().enumerate().find_map(|(i, m)| {
+            let body = post(m.client, "/v3/maintenance/status", "{}")?;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let me = v["header"]["member_id"].as_str()?;
+            (v["leader"].as_str()? == me).then_some(i)
+        })
+    }
+
     /// SIGKILL one member.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut p) = self.members[i].process.take() {
@@ -126,6 +137,24 @@ impl EtcdCluster {
         }
         Ok(())
     }
+}
+
+/// POSTs `body` to `path`; the answer's body.
+fn post(addr: SocketAddr, path: &str, body: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let (_, body) = text.split_once("\r\n\r\n")?;
+    // The gateway may answer chunked: the JSON is on the chunk's line.
+    body.lines().find(|l| l.starts_with('{')).map(str::to_owned)
 }
 
 /// Whether the member answers `/health` with `"health":"true"`.
