@@ -131,7 +131,7 @@ async fn random_node_kills_lose_and_duplicate_nothing() {
     {
         let (stop, gaps, imap) = (stop.clone(), gaps.clone(), imap.clone());
         tasks.push(tokio::spawn(async move {
-            let mut last_ok = vec![Instant::now(); ACCOUNTS];
+            let mut last_ok = [Instant::now(); ACCOUNTS];
             while !stop.load(Ordering::Relaxed) {
                 for (a, ok_at) in last_ok.iter_mut().enumerate() {
                     let mut ok = false;
