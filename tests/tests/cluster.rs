@@ -419,3 +419,55 @@ fn a_frontend_with_etcd_routes_sessions_straight_to_the_owner() {
     assert!(proxied(&nodes) >= 2.0, "{}", proxied(&nodes));
     assert_eq!(owned_by(&nodes[0], "n2"), [USER]);
 }
+
+#[test]
+fn concurrent_first_logins_on_every_node_all_succeed() {
+    use tests::load::{Proto, Session};
+    let etcd = EtcdCluster::start(3).expect("etcd");
+    let nodes = three_nodes(&etcd, None);
+    let users: Vec<String> = (0..8).map(|i| format!("race{i}@example.com")).collect();
+    for u in &users {
+        nodes[0].add_account(u, PASS).expect("account");
+    }
+    let imap: Vec<std::net::SocketAddr> = nodes.iter().map(Backend::imap_addr).collect();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let failures: Vec<String> = rt.block_on(async {
+        let mut tasks = Vec::new();
+        // Every account at once from all three nodes, twice each: the
+        // claims race in etcd and on each node.
+        for u in &users {
+            for addr in imap.iter().chain(imap.iter()) {
+                let (u, addr) = (u.clone(), *addr);
+                tasks.push(tokio::spawn(async move {
+                    let mut s = Session::connect(addr, Proto::Imap).await?;
+                    s.login_select(&u, PASS).await?;
+                    s.imap("NOOP").await?;
+                    s.logout().await
+                }));
+            }
+        }
+        let mut failures = Vec::new();
+        for t in tasks {
+            match t.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failures.push(format!("{e:#}")),
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        failures
+    });
+    assert!(
+        failures.is_empty(),
+        "{failures:#?}\n{}",
+        nodes[0].log_tail()
+    );
+    // Each account has exactly one owner.
+    let st = status(&nodes[0]);
+    let owned: usize = st
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|n| n["owned"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(owned, users.len(), "{st}");
+}

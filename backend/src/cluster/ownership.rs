@@ -86,16 +86,24 @@ impl EtcdOwnership {
         Some(Session(e.clone()))
     }
 
-    fn own(&self, address: &Address, lease: LeaseId) -> Session {
+    /// Records `address` as ours under `lease`, counting one session; with
+    /// whether it is new here (false when a concurrent claim of the same
+    /// account got there first: its sessions and cached mailboxes are
+    /// live and must be shared, not replaced).
+    fn own(&self, address: &Address, lease: LeaseId) -> (Session, bool) {
+        let mut owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = owned.get(address).filter(|e| e.lease == lease) {
+            e.sessions.fetch_add(1, Ordering::AcqRel);
+            return (Session(e.clone()), false);
+        }
         let e = Arc::new(Entry {
             lease,
             sessions: AtomicUsize::new(1),
             idle_since: Mutex::new(Instant::now()),
         });
-        let mut owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
         owned.insert(address.clone(), e.clone());
         self.metrics.owned.set(owned.len() as i64);
-        Session(e)
+        (Session(e), true)
     }
 
     async fn wait_release(&self, address: &Address) -> Result<(), OwnershipError> {
@@ -230,6 +238,17 @@ impl Ownership for EtcdOwnership {
         let owner = self.keys.owner(address.as_str());
         let held = self.keys.held(address.as_str());
         let node = self.node().as_bytes().to_vec();
+        // A read first: a session of an account another node owns (every
+        // session a blind frontend lands on the wrong node) then costs
+        // etcd a read, not a transaction through its log.
+        let current = self
+            .client
+            .get(&owner)
+            .await
+            .map_err(|e| unavailable(format!("claim of {address}: {e}")))?;
+        if let Some(kv) = current {
+            return self.owned_by(address, &kv, &node, &live);
+        }
         let txn = Txn::new()
             .absent(&owner)
             .then(TxnOp::Put {
@@ -261,10 +280,10 @@ impl Ownership for EtcdOwnership {
             } else {
                 tracing::debug!(account = %address, "claimed account");
             }
-            let s = self.own(address, live.lease);
+            let (s, fresh) = self.own(address, live.lease);
             return Ok(Claim::Mine(Hold {
                 lost: live.lost,
-                fresh: true,
+                fresh,
                 guard: Some(Box::new(s)),
             }));
         }
@@ -273,22 +292,35 @@ impl Ownership for EtcdOwnership {
                 "claim of {address}: owner key vanished; retry"
             )));
         };
+        self.owned_by(address, kv, &node, &live)
+    }
+}
+
+impl EtcdOwnership {
+    /// The claim when etcd says `kv` owns `address`.
+    fn owned_by(
+        &self,
+        address: &Address,
+        kv: &shared::etcd::Kv,
+        node: &[u8],
+        live: &super::lease::Live,
+    ) -> Result<Claim, OwnershipError> {
         if kv.value != node {
             return Ok(Claim::Elsewhere {
                 node: String::from_utf8_lossy(&kv.value).into_owned(),
             });
         }
         if kv.lease != live.lease {
-            return Err(unavailable(format!(
+            return Err(OwnershipError::Unavailable(format!(
                 "account {address} is still bound to this node's fenced lease; free within the ttl"
             )));
         }
         // Ours in etcd but not in memory (a claim raced a fence or a
         // release): cached data cannot be trusted.
-        let s = self.own(address, live.lease);
+        let (s, fresh) = self.own(address, live.lease);
         Ok(Claim::Mine(Hold {
-            lost: live.lost,
-            fresh: true,
+            lost: live.lost.clone(),
+            fresh,
             guard: Some(Box::new(s)),
         }))
     }

@@ -93,14 +93,27 @@ impl Peers {
                     .into(),
             );
         };
-        let c = locator
+        let cached = locator
             .cluster(cluster)
             .await
             .map_err(|e| format!("cluster {cluster}: {e}"))?
             .ok_or_else(|| format!("no cluster {cluster} in the locator"))?;
-        let n = c.nodes.iter().find(|n| n.id == owner).ok_or_else(|| {
-            format!("owner {owner} is not a node of cluster {cluster} in the locator")
-        })?;
+        let fresh;
+        let n = match cached.nodes.iter().find(|n| n.id == owner) {
+            Some(n) => n,
+            None => {
+                // A node added within the cache's ttl: ask the directory.
+                fresh = locator
+                    .directory()
+                    .cluster(cluster)
+                    .await
+                    .map_err(|e| format!("cluster {cluster}: {e}"))?
+                    .ok_or_else(|| format!("no cluster {cluster} in the locator"))?;
+                fresh.nodes.iter().find(|n| n.id == owner).ok_or_else(|| {
+                    format!("owner {owner} is not a node of cluster {cluster} in the locator")
+                })?
+            }
+        };
         let addr = match service {
             Service::Imap => n.imap.as_deref(),
             Service::Pop3 => n.pop3.as_deref(),

@@ -64,7 +64,13 @@ where
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 match tokio::time::timeout(Duration::from_secs(10), op(n)).await {
                     Ok(Ok(())) => ok.fetch_add(1, Ordering::Relaxed),
-                    _ => errors.fetch_add(1, Ordering::Relaxed),
+                    Ok(Err(e)) => {
+                        if errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                            eprintln!("first error: {e:#}");
+                        }
+                        0
+                    }
+                    Err(_) => errors.fetch_add(1, Ordering::Relaxed),
                 };
             }
         }));
@@ -158,11 +164,31 @@ async fn main() -> anyhow::Result<()> {
         })
         .await;
         rows.push((n, logins, login_errors, deliveries, delivery_errors));
+        for b in &c.nodes {
+            if let Some(l) = b.log().lines().find(|l| l.contains("cannot proxy")) {
+                eprintln!("{l}");
+            }
+        }
         if n == 3 {
-            // user1 is owned by n1 after this; n2 proxies to it.
-            let owner = imap[0];
-            let other = imap[1];
-            login(owner, user(1)).await?;
+            // Whoever owns user1 now, and another node that proxies to it.
+            login(imap[0], user(1)).await?;
+            let status = c.nodes[0].tandem_ok(&["--json", "cluster", "status", "c1"])?;
+            let status: serde_json::Value = serde_json::from_str(&status)?;
+            let owner_id = status
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|n| {
+                    n["owned"]
+                        .as_array()
+                        .is_some_and(|o| o.iter().any(|a| a == user(1).as_str()))
+                })
+                .and_then(|n| n["id"].as_str())
+                .context("nobody owns user1")?
+                .to_owned();
+            let k: usize = owner_id.trim_start_matches('n').parse::<usize>()? - 1;
+            let (owner, other) = (imap[k], imap[(k + 1) % 3]);
+            eprintln!("user1 is owned by {owner_id}");
             let (direct, _) = rate(args.clients, args.seconds / 2.0, move |_| {
                 login(owner, user(1))
             })
