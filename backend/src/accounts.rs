@@ -1,9 +1,15 @@
-//! Opening an account on this node: the one step a lease will guard.
+//! Opening an account on this node: the one step a lease guards.
 //!
-//! Every protocol goes through [`Accounts::open`] before it touches an
-//! account's Maildir. Today a cluster has one node and [`SingleNode`] says
-//! every account is ours; the etcd leases of a multi-node cluster plug in as
-//! another [`Ownership`] without the protocols changing.
+//! Every session (IMAP, POP3) goes through [`Accounts::open`] before it
+//! touches an account's Maildir. A cluster of one node uses [`SingleNode`]:
+//! every account is ours. A cluster of several nodes uses the etcd leases of
+//! [`crate::cluster::EtcdOwnership`]: the account is ours, or another node's
+//! (the session is proxied there).
+//!
+//! LMTP delivery does not claim ([`Accounts::open_for_delivery`]): it only
+//! adds a file to `new/` by the Maildir's lock-free rename, which any node
+//! may do while another owns the account; the owner's sessions see the file
+//! at their next sync (NOOP, IDLE's poll).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -13,18 +19,42 @@ use locator::Account;
 use shared::Address;
 use shared::blocking::Blocking;
 use tokio::sync::{Mutex as AsyncMutex, MutexGuard, OwnedMutexGuard};
+use tokio_util::sync::CancellationToken;
 
 use crate::mailboxes::KeepAlive;
 pub use crate::mailboxes::OpenMailbox;
 use crate::store::{AccountStore, Store, StoreError};
 
 /// Who may serve an account right now.
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// This node: go ahead.
-    Mine,
+    /// This node: go ahead, for as long as the hold lasts.
+    Mine(Hold),
     /// Another node of the cluster holds it: proxy there.
     Elsewhere { node: String },
+}
+
+/// This node's hold on an account, for one session.
+pub struct Hold {
+    /// Cancelled when this node loses the account (it fenced itself): the
+    /// session must stop at once.
+    pub lost: CancellationToken,
+    /// Newly taken: whatever this node still has cached of the account is
+    /// from before another node may have written it.
+    pub fresh: bool,
+    /// Counts the session while it lives, so the owner can tell an idle
+    /// account (dropped with the session).
+    pub guard: Option<Box<dyn Send + Sync>>,
+}
+
+impl Hold {
+    /// A hold that is never lost (a cluster of one node).
+    pub fn forever() -> Hold {
+        Hold {
+            lost: CancellationToken::new(),
+            fresh: false,
+            guard: None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +74,7 @@ pub struct SingleNode;
 #[async_trait]
 impl Ownership for SingleNode {
     async fn claim(&self, _address: &Address) -> Result<Claim, OwnershipError> {
-        Ok(Claim::Mine)
+        Ok(Claim::Mine(Hold::forever()))
     }
 }
 
@@ -128,12 +158,36 @@ impl Accounts {
                 cluster: account.cluster.clone(),
             });
         }
-        if let Claim::Elsewhere { node } = self.ownership.claim(&account.address).await? {
-            return Err(OpenError::NotOwner {
+        let hold = match self.ownership.claim(&account.address).await? {
+            Claim::Mine(hold) => hold,
+            Claim::Elsewhere { node } => {
+                return Err(OpenError::NotOwner {
+                    account: account.address.clone(),
+                    node,
+                });
+            }
+        };
+        if hold.fresh {
+            // Another node may have written the account since this node
+            // last had it open: read the index and the Maildir afresh.
+            self.forget(&account.address);
+        }
+        self.opened(account, hold).await
+    }
+
+    /// Opens `account` to add messages to it (LMTP) without claiming it:
+    /// delivery is a lock-free rename into `new/`, safe beside the owner.
+    pub async fn open_for_delivery(&self, account: Arc<Account>) -> Result<Opened, OpenError> {
+        if account.cluster != self.cluster {
+            return Err(OpenError::WrongCluster {
                 account: account.address.clone(),
-                node,
+                cluster: account.cluster.clone(),
             });
         }
+        self.opened(account, Hold::forever()).await
+    }
+
+    async fn opened(&self, account: Arc<Account>, hold: Hold) -> Result<Opened, OpenError> {
         let store = self.store.account(&account.address)?;
         let s = store.clone();
         self.blocking.run(move || s.ensure()).await??;
@@ -143,7 +197,36 @@ impl Accounts {
             store,
             blocking: self.blocking.clone(),
             keep: self.keep.clone(),
+            hold,
         })
+    }
+
+    /// Drops every mailbox of `address` this node holds open, so the next
+    /// session reads its index and directory again.
+    pub fn forget(&self, address: &Address) {
+        let locks = {
+            let map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            map.get(address).and_then(Weak::upgrade)
+        };
+        if let Some(l) = locks {
+            self.keep.forget(|mb| mb.belongs_to(&l));
+            l.mailboxes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+        }
+    }
+
+    /// Drops every mailbox this node holds open (it lost its accounts).
+    pub fn forget_all(&self) {
+        self.keep.forget(|_| true);
+        let map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        for l in map.values().filter_map(Weak::upgrade) {
+            l.mailboxes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+        }
     }
 
     fn locks_for(&self, address: &Address) -> Arc<Locks> {
@@ -169,9 +252,15 @@ pub struct Opened {
     blocking: Blocking,
     locks: Arc<Locks>,
     keep: Arc<KeepAlive>,
+    hold: Hold,
 }
 
 impl Opened {
+    /// Cancelled when this node loses the account: the session must end.
+    pub fn lost(&self) -> &CancellationToken {
+        &self.hold.lost
+    }
+
     /// Serialises UID list writes of this account's mailboxes on this node.
     pub async fn index_lock(&self) -> MutexGuard<'_, ()> {
         self.locks.index.lock().await
@@ -242,6 +331,15 @@ impl Opened {
     ) -> Result<T, shared::blocking::BlockingError> {
         let store = self.store.clone();
         self.blocking.run(move || f(&store)).await
+    }
+}
+
+/// Resolves when the account of `token`'s session is lost to this node;
+/// never without one (not logged in).
+pub async fn until_lost(token: Option<CancellationToken>) {
+    match token {
+        Some(t) => t.cancelled_owned().await,
+        None => std::future::pending().await,
     }
 }
 

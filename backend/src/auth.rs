@@ -6,7 +6,9 @@
 //! - a frontend on behalf of a user it already authenticated: SASL PLAIN
 //!   with authzid = the user and authcid/password = the configured proxy
 //!   identity and secret (a Dovecot master user). Accepted only from the
-//!   trusted networks, so a leaked secret is useless from outside.
+//!   trusted networks, so a leaked secret is useless from outside;
+//! - another node of the cluster proxying a session to this one, the
+//!   account's owner: the same, with `#peer` after the identity.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -71,7 +73,11 @@ impl Auth {
     /// an empty authzid). `peer` is the TCP peer, not the PROXY-header
     /// client: trust is about who is connected.
     pub async fn login(&self, peer: IpAddr, plain: &Plain) -> Login {
-        if let Some(proxy) = self.proxy.as_ref().filter(|p| plain.authcid == p.name) {
+        if let Some(proxy) = self
+            .proxy
+            .as_ref()
+            .filter(|p| plain.authcid == p.name || self.is_peer_hop(plain))
+        {
             return self.proxy_login(peer, proxy, plain).await;
         }
         let Ok(user) = Address::parse(&plain.authcid) else {
@@ -90,6 +96,18 @@ impl Auth {
             AuthOutcome::Suspended(_) => Login::Suspended,
             AuthOutcome::Unavailable(why) => Login::Unavailable(why),
         }
+    }
+
+    /// Whether `plain` is another node of the cluster proxying a session to
+    /// this one (the proxy identity with `#peer`): such a session is served
+    /// here or refused, never proxied again.
+    pub fn is_peer_hop(&self, plain: &Plain) -> bool {
+        self.proxy.as_ref().is_some_and(|p| {
+            plain
+                .authcid
+                .strip_suffix(crate::cluster::peer::PEER_SUFFIX)
+                .is_some_and(|name| name == p.name)
+        })
     }
 
     async fn proxy_login(&self, peer: IpAddr, proxy: &ProxyIdentity, plain: &Plain) -> Login {

@@ -9,6 +9,7 @@ use locator::{Locator, LocatorMetrics};
 use prometheus_client::registry::Registry;
 use shared::admin::Health;
 use shared::blocking::Blocking;
+use shared::etcd::{Client, EtcdConfig, EtcdMetrics};
 use shared::net::{ListenerConfig, ListenerMetrics, NetList, Protocol};
 use shared::tls::CertReloader;
 use tokio::net::TcpListener;
@@ -16,8 +17,10 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::accounts::{Accounts, SingleNode};
+use crate::accounts::{Accounts, Ownership, SingleNode};
 use crate::auth::{Auth, ProxyIdentity};
+use crate::cluster::keys::NodeInfo;
+use crate::cluster::{ClusterMetrics, EtcdOwnership, Keys, NodeLease, Peers};
 use crate::config::BackendConfig;
 use crate::imap::{Imap, ImapMetrics};
 use crate::lmtp::{Lmtp, LmtpMetrics};
@@ -43,6 +46,7 @@ fn setup(e: impl std::fmt::Display) -> DaemonError {
 pub async fn run(
     locator_cfg: &LocatorConfig,
     cfg: &BackendConfig,
+    etcd: Option<&EtcdConfig>,
     node_id: &str,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
@@ -52,6 +56,8 @@ pub async fn run(
     let lmtp_metrics = LmtpMetrics::register(&mut registry);
     let pop3_metrics = Pop3Metrics::register(&mut registry);
     let imap_metrics = ImapMetrics::register(&mut registry);
+    let cluster_metrics = ClusterMetrics::register(&mut registry);
+    let etcd_metrics = EtcdMetrics::register(&mut registry);
 
     let dir = locator::config::open(locator_cfg, Open::Lazy)
         .await
@@ -89,18 +95,63 @@ pub async fn run(
         None => None,
     };
     let hostname = cfg.hostname.clone().unwrap_or_else(shared::net::host_name);
+    let (ownership, coordinated): (Arc<dyn Ownership>, _) = match etcd {
+        None => (Arc::new(SingleNode), None),
+        Some(e) => {
+            let client = Arc::new(Client::new(e, etcd_metrics).map_err(setup)?);
+            let keys = Keys::new(e, &cfg.cluster);
+            let (imap, pop3) = (imap_metrics.active.clone(), pop3_metrics.active.clone());
+            let lease = Arc::new(NodeLease::new(
+                client.clone(),
+                keys.clone(),
+                e.lease_ttl,
+                node_info(node_id, &hostname, cfg),
+                Box::new(move || (imap.get() + pop3.get()).max(0) as u64),
+                cluster_metrics.clone(),
+            ));
+            let owners = Arc::new(EtcdOwnership::new(
+                lease.clone(),
+                client,
+                keys,
+                e.release_idle_after,
+                cluster_metrics.clone(),
+            ));
+            if proxy.is_none() {
+                tracing::warn!(
+                    "no backend.proxy_login: sessions on a node that does not own their account are refused instead of proxied"
+                );
+            }
+            (owners.clone() as Arc<dyn Ownership>, Some((lease, owners)))
+        }
+    };
     let node = Arc::new(Node {
         id: node_id.to_owned(),
         cluster: cfg.cluster.clone(),
         hostname,
+        peers: Peers::new(proxy.as_ref(), Duration::from_secs(5), cluster_metrics),
         auth: Auth::new(locator.clone(), trusted.clone(), proxy),
         accounts: Accounts::new(
             &cfg.cluster,
             Store::new(&cfg.store_root),
-            Arc::new(SingleNode),
+            ownership,
             Blocking::new(64),
         ),
     });
+    // The lease outlives the drain: sessions still open keep their accounts.
+    let lease_stop = CancellationToken::new();
+    let mut lease_task = None;
+    if let Some((lease, owners)) = coordinated {
+        let n = node.clone();
+        let forget = move |a: Option<&shared::Address>| match a {
+            Some(a) => n.accounts.forget(a),
+            None => n.accounts.forget_all(),
+        };
+        tokio::spawn(owners.run(forget, lease_stop.clone()));
+        lease_task = Some(tokio::spawn(lease.clone().run(lease_stop.clone())));
+        if !lease.wait_live(Duration::from_secs(10)).await {
+            tracing::warn!("no etcd lease yet; sessions are refused until there is one");
+        }
+    }
 
     let listener = |name: &'static str, implicit_tls: bool| {
         let mut l = ListenerConfig::new(name);
@@ -182,7 +233,36 @@ pub async fn run(
     if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
         tracing::warn!("sessions still open after {DRAIN:?}; exiting anyway");
     }
+    lease_stop.cancel();
+    if let Some(t) = lease_task {
+        // Revokes the lease, so the node's accounts are free at once.
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
     Ok(())
+}
+
+/// What this node registers about itself in etcd.
+fn node_info(id: &str, host: &str, cfg: &BackendConfig) -> NodeInfo {
+    let l = &cfg.listen;
+    let addresses = [
+        ("lmtp", l.lmtp),
+        ("imap", l.imap),
+        ("imaps", l.imaps),
+        ("pop3", l.pop3),
+        ("pop3s", l.pop3s),
+        ("admin", l.admin),
+    ]
+    .into_iter()
+    .filter_map(|(k, a)| Some((k.to_owned(), a?.to_string())))
+    .collect();
+    NodeInfo {
+        id: id.to_owned(),
+        host: host.to_owned(),
+        pid: std::process::id(),
+        addresses,
+        sessions: 0,
+        started: shared::time::now(),
+    }
 }
 
 fn spawn<P: Protocol>(

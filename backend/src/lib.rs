@@ -7,11 +7,14 @@
 //! - [`mailboxes`]: mailboxes open on this node, shared by their sessions
 //!   and kept open between them;
 //! - [`auth`]: direct logins and trusted proxy logins from frontends;
+//! - [`cluster`]: several nodes per cluster: etcd leases, ownership,
+//!   fencing, proxying to the owner;
 //! - [`imap`], [`pop3`], [`lmtp`]: the protocols;
 //! - [`node`]: what the protocols share.
 
 pub mod accounts;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod imap;

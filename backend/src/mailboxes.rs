@@ -157,6 +157,11 @@ impl OpenMailbox {
     fn messages(&self) -> usize {
         self.size.load(Ordering::Relaxed)
     }
+
+    /// Whether this mailbox is one of the account whose locks are `locks`.
+    pub(crate) fn belongs_to(&self, locks: &Arc<Locks>) -> bool {
+        Arc::ptr_eq(&self._account, locks)
+    }
 }
 
 /// Recently used mailboxes, held open for [`KEEP_FOR`] after their last
@@ -185,5 +190,11 @@ impl KeepAlive {
         while held.len() > keep.max(1) {
             held.pop_front();
         }
+    }
+
+    /// Lets go of the mailboxes `which` picks (their account moved away).
+    pub fn forget(&self, which: impl Fn(&OpenMailbox) -> bool) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.retain(|(_, m)| !which(m));
     }
 }

@@ -33,10 +33,12 @@ fn setup(e: impl std::fmt::Display) -> DaemonError {
 pub async fn run(
     locator_cfg: &LocatorConfig,
     cfg: &FrontendConfig,
+    etcd: Option<&shared::etcd::EtcdConfig>,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
     let mut registry = Registry::default();
     let locator_metrics = LocatorMetrics::register(&mut registry);
+    let etcd_metrics = shared::etcd::EtcdMetrics::register(&mut registry);
     let listener_metrics = ListenerMetrics::register(&mut registry);
     let metrics = FrontendMetrics::register(&mut registry);
     let dir = locator::config::open(locator_cfg, Open::Lazy)
@@ -55,13 +57,18 @@ pub async fn run(
         }
         None => None,
     };
+    let mut router = Router::new(
+        locator,
+        cfg.limits.connect_timeout,
+        cfg.source_address,
+        metrics.clone(),
+    );
+    if let Some(e) = etcd {
+        let client = shared::etcd::Client::new(e, etcd_metrics).map_err(setup)?;
+        router = router.with_owners(client, e.clone());
+    }
     let fe = Arc::new(Frontend {
-        router: Arc::new(Router::new(
-            locator,
-            cfg.limits.connect_timeout,
-            cfg.source_address,
-            metrics.clone(),
-        )),
+        router: Arc::new(router),
         limits: cfg.limits.clone(),
         identity: cfg.backend_login.identity.clone(),
         secret: cfg

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use locator::Account;
 use shared::net::{Conn, Line, LineReader, Protocol, Stream};
 use shared::pop3::{Command, ParseError, parse};
-use shared::sasl::{Plain, decode_plain, encode_plain};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use shared::sasl::{Plain, decode_plain};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
@@ -298,26 +298,14 @@ impl Session<'_> {
         b: &mut BufReader<TcpStream>,
         account: &Account,
     ) -> std::io::Result<()> {
-        let mut line = String::new();
-        let limit = self.fe.limits.connect_timeout;
-        let read = async |b: &mut BufReader<TcpStream>, line: &mut String| -> std::io::Result<()> {
-            line.clear();
-            match tokio::time::timeout(limit, b.read_line(line)).await {
-                Ok(Ok(0)) => Err(std::io::Error::other("backend closed the connection")),
-                Ok(Ok(_)) if line.starts_with("+OK") => Ok(()),
-                Ok(Ok(_)) => Err(std::io::Error::other(format!(
-                    "backend said {:?}",
-                    line.trim_end()
-                ))),
-                Ok(Err(e)) => Err(e),
-                Err(_) => Err(std::io::Error::other("backend did not answer")),
-            }
+        let login = shared::upstream::ProxyLogin {
+            identity: &self.fe.identity,
+            secret: &self.fe.secret,
+            user: account.address.as_str(),
+            client: self.client,
+            session: &self.session,
+            timeout: self.fe.limits.connect_timeout,
         };
-        read(b, &mut line).await?;
-        let token = encode_plain(account.address.as_str(), &self.fe.identity, &self.fe.secret);
-        b.get_mut()
-            .write_all(format!("AUTH PLAIN {token}\r\n").as_bytes())
-            .await?;
-        read(b, &mut line).await
+        shared::upstream::pop3(b, &login).await
     }
 }

@@ -6,6 +6,11 @@
 //! node failed, the directory is asked once for nodes the cache does not
 //! know yet (one added within the cache's ttl). The chosen node gets a
 //! PROXY v2 header first, so the backend logs and limits the real client.
+//!
+//! With an `etcd:` section the frontend reads the account's owner (the
+//! backend node holding its lease) and tries that node first, saving the
+//! hop a non-owner would add by proxying there; a slow or failing etcd only
+//! costs [`OWNER_WAIT`] and the session goes to any healthy node.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -15,6 +20,9 @@ use std::time::{Duration, Instant};
 use locator::{Account, Locator};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+
+/// How long a login waits for etcd to say who owns the account.
+pub const OWNER_WAIT: Duration = Duration::from_millis(250);
 
 /// How long a node that failed a connect is avoided.
 pub const DOWN_FOR: Duration = Duration::from_secs(10);
@@ -53,6 +61,8 @@ pub struct Router {
     next: std::sync::atomic::AtomicUsize,
     /// Health checks that found a node marked down answering again.
     recoveries: std::sync::atomic::AtomicU64,
+    /// Where owners are read from, when the cluster runs several nodes.
+    owners: Option<(shared::etcd::Client, shared::etcd::EtcdConfig)>,
 }
 
 /// A connection to a backend node, PROXY header sent.
@@ -76,6 +86,32 @@ impl Router {
             down: Mutex::new(HashMap::new()),
             next: 0.into(),
             recoveries: 0.into(),
+            owners: None,
+        }
+    }
+
+    /// Routes sessions to their account's owner, read from etcd.
+    pub fn with_owners(
+        mut self,
+        client: shared::etcd::Client,
+        cfg: shared::etcd::EtcdConfig,
+    ) -> Self {
+        self.owners = Some((client, cfg));
+        self
+    }
+
+    /// The node owning `account` now, if etcd says so in time.
+    async fn owner(&self, account: &Account) -> Option<String> {
+        let (client, cfg) = self.owners.as_ref()?;
+        let key =
+            shared::etcd::keys::Keys::new(cfg, &account.cluster).owner(account.address.as_str());
+        match tokio::time::timeout(OWNER_WAIT, client.get(&key)).await {
+            Ok(Ok(kv)) => kv.map(|kv| String::from_utf8_lossy(&kv.value).into_owned()),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "cannot read the account's owner");
+                None
+            }
+            Err(_) => None,
         }
     }
 
@@ -89,20 +125,33 @@ impl Router {
         service: Service,
         client: SocketAddr,
     ) -> Result<Routed, RouteError> {
-        self.connect_cluster(&account.cluster, service, client)
+        let owner = self.owner(account).await;
+        self.connect_to(&account.cluster, service, client, owner.as_deref())
             .await
             .map_err(|RouteError::Unavailable(why)| {
                 RouteError::Unavailable(format!("{why} (home of {})", account.address))
             })
     }
 
-    /// Like [`connect`](Self::connect), to a cluster by id (the queue
-    /// delivers per cluster, not per account).
+    /// Like [`connect`](Self::connect), to any node of a cluster by id:
+    /// the queue delivers per cluster, and LMTP needs no owner (any node
+    /// writes the shared Maildir).
     pub async fn connect_cluster(
         &self,
         cluster_id: &str,
         service: Service,
         client: SocketAddr,
+    ) -> Result<Routed, RouteError> {
+        self.connect_to(cluster_id, service, client, None).await
+    }
+
+    /// A node of `cluster_id`, `owner` first when it is known and up.
+    async fn connect_to(
+        &self,
+        cluster_id: &str,
+        service: Service,
+        client: SocketAddr,
+        owner: Option<&str>,
     ) -> Result<Routed, RouteError> {
         let cluster = match self.locator.cluster(cluster_id).await {
             Ok(Some(c)) => c,
@@ -114,7 +163,9 @@ impl Router {
             Err(e) => return Err(RouteError::Unavailable(e.to_string())),
         };
         let mut tried = Vec::new();
-        let first = self.try_nodes(&cluster, service, client, &mut tried).await;
+        let first = self
+            .try_nodes(&cluster, service, client, owner, &mut tried)
+            .await;
         if first.is_ok() || tried.is_empty() {
             return first;
         }
@@ -129,19 +180,22 @@ impl Router {
                     .any(|a| !tried.iter().any(|t| t == a)) =>
             {
                 tracing::info!(cluster = %fresh.id, "cached nodes all failed; trying the directory's");
-                self.try_nodes(&fresh, service, client, &mut tried).await
+                self.try_nodes(&fresh, service, client, None, &mut tried)
+                    .await
             }
             _ => first,
         }
     }
 
-    /// Tries the nodes of `cluster` not in `tried`, healthy ones first,
-    /// spreading sessions over them; adds each address it tries.
+    /// Tries the nodes of `cluster` not in `tried`, the owner first if
+    /// known and up, then healthy ones, spreading sessions over them; adds
+    /// each address it tries.
     async fn try_nodes(
         &self,
         cluster: &locator::Cluster,
         service: Service,
         client: SocketAddr,
+        owner: Option<&str>,
         tried: &mut Vec<String>,
     ) -> Result<Routed, RouteError> {
         let mut candidates: Vec<(&str, &str)> = cluster
@@ -160,7 +214,7 @@ impl Router {
         let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let n = candidates.len();
         candidates.rotate_left(start % n);
-        candidates.sort_by_key(|(_, addr)| self.is_down(addr));
+        candidates.sort_by_key(|(node, addr)| (self.is_down(addr), Some(*node) != owner));
         let mut last = String::new();
         for (node, addr) in candidates {
             tried.push(addr.to_owned());

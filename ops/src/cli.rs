@@ -69,6 +69,11 @@ pub enum Command {
         /// Added to every default port (POP3 1110, POP3S 1995, ...).
         #[arg(long, default_value_t = 0)]
         port_offset: u16,
+        /// Backend nodes per cluster (1-9). Above 1 the nodes share the
+        /// cluster's store and coordinate through a local etcd that `up`
+        /// starts (Debian package etcd-server).
+        #[arg(long, default_value_t = 1)]
+        nodes: u16,
     },
 }
 
@@ -196,6 +201,9 @@ pub enum ClusterCmd {
     List,
     /// Show one cluster.
     Show { id: String },
+    /// Live nodes of a cluster (from etcd): host, pid, addresses, sessions
+    /// and the accounts each owns.
+    Status { id: String },
     /// open, closed (no new accounts) or draining (being emptied).
     SetState { id: String, state: String },
     /// Relative capacity for placing new accounts.

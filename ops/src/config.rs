@@ -8,6 +8,7 @@ use frontend::config::FrontendConfig;
 use locator::config::LocatorConfig;
 use serde::{Deserialize, Serialize};
 use shared::config::{ConfigError, Problems, Validate, join};
+use shared::etcd::EtcdConfig;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,6 +21,10 @@ pub struct TandemConfig {
     /// This host's proxies, when it is a frontend (`tandem frontend`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frontend: Option<FrontendConfig>,
+    /// The etcd cluster coordinating the nodes of dynamic clusters; without
+    /// it every backend cluster has one node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<EtcdConfig>,
 }
 
 impl Validate for TandemConfig {
@@ -30,6 +35,9 @@ impl Validate for TandemConfig {
         }
         if let Some(f) = &self.frontend {
             f.validate(&join(at, "frontend"), p);
+        }
+        if let Some(e) = &self.etcd {
+            e.validate(&join(at, "etcd"), p);
         }
     }
 }

@@ -38,27 +38,7 @@ fn up_serves_mail_end_to_end_and_stops_on_sigterm() {
     // Every port stays below Linux's ephemeral range (32768 up), where a
     // client socket of another test could hold it.
     let offset = 10_000 + (std::process::id() % 1_300) as u16 * 10;
-    let mut up = Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .args(["up", "--json", "--dir"])
-        .arg(&dir)
-        .arg("--port-offset")
-        .arg(offset.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tandem up");
-    let mut line = String::new();
-    BufReader::new(up.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("ready line");
-    let endpoints: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| {
-        let _ = up.wait();
-        let mut err = String::new();
-        if let Some(mut s) = up.stderr.take() {
-            let _ = std::io::Read::read_to_string(&mut s, &mut err);
-        }
-        panic!("{e}: {line:?}\n{err}")
-    });
+    let (mut up, endpoints) = start(&dir, offset, &[]);
 
     tandem(&dir, &["domain", "add", "example.com"], "");
     tandem(
@@ -99,6 +79,79 @@ fn up_serves_mail_end_to_end_and_stops_on_sigterm() {
     );
 
     // SIGTERM: every child drains and exits, then `up` itself.
+    stop(&mut up);
+    let pop3s_port: u16 = pop3s
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", pop3s_port)).is_err(),
+        "the frontend is gone"
+    );
+}
+
+#[test]
+fn up_with_several_nodes_runs_its_own_etcd_and_shows_live_nodes() {
+    assert!(
+        std::path::Path::new("/usr/bin/etcd").is_file(),
+        "etcd not found: install the Debian package etcd-server"
+    );
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    // Clear of the other test's ports (offset 10,000 up, same pid).
+    let offset = 3_000 + (std::process::id() % 700) as u16 * 10;
+    let (mut up, endpoints) = start(&dir, offset, &["--nodes", "2"]);
+    assert_eq!(endpoints["nodes_per_cluster"], 2, "{endpoints}");
+    assert!(endpoints["etcd"].is_string(), "{endpoints}");
+    let status: serde_json::Value =
+        serde_json::from_str(&tandem(&dir, &["--json", "cluster", "status", "c1"], ""))
+            .expect("json");
+    let ids: Vec<&str> = status
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|n| n["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["c1n1", "c1n2"], "{status}");
+
+    stop(&mut up);
+}
+
+/// `tandem up --json --dir DIR --port-offset OFFSET EXTRA...` and the
+/// endpoints it printed once ready.
+fn start(
+    dir: &std::path::Path,
+    offset: u16,
+    extra: &[&str],
+) -> (std::process::Child, serde_json::Value) {
+    let mut up = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(["up", "--json", "--dir"])
+        .arg(dir)
+        .arg("--port-offset")
+        .arg(offset.to_string())
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tandem up");
+    let mut line = String::new();
+    BufReader::new(up.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("ready line");
+    let endpoints = serde_json::from_str(&line).unwrap_or_else(|e| {
+        let _ = up.wait();
+        let mut err = String::new();
+        if let Some(mut s) = up.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut s, &mut err);
+        }
+        panic!("{e}: {line:?}\n{err}")
+    });
+    (up, endpoints)
+}
+
+/// SIGTERM; every child drains and exits, then `up` itself, successfully.
+fn stop(up: &mut std::process::Child) {
     let pid = rustix::process::Pid::from_raw(up.id() as i32).expect("pid");
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("kill");
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -110,13 +163,4 @@ fn up_serves_mail_end_to_end_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(status.success(), "{status}");
-    let pop3s_port: u16 = pop3s
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("port");
-    assert!(
-        std::net::TcpStream::connect(("127.0.0.1", pop3s_port)).is_err(),
-        "the frontend is gone"
-    );
 }

@@ -5,6 +5,7 @@ pub mod address;
 pub mod admin;
 pub mod blocking;
 pub mod config;
+pub mod etcd;
 pub mod logging;
 pub mod metrics;
 pub mod net;
@@ -14,5 +15,6 @@ pub mod sasl;
 pub mod smtp;
 pub mod time;
 pub mod tls;
+pub mod upstream;
 
 pub use address::{Address, AddressError, Domain};

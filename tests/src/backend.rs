@@ -38,6 +38,7 @@ pub struct Backend {
     admin: SocketAddr,
     locator_db: PathBuf,
     node: String,
+    store: PathBuf,
 }
 
 impl Backend {
@@ -50,18 +51,33 @@ impl Backend {
     /// Like [`start`](Self::start), with `extra` appended to the `backend:`
     /// section (indented by two spaces, e.g. `"  lmtp:\n    max_message_size: 1000\n"`).
     pub fn start_with(extra: &str) -> anyhow::Result<Backend> {
-        Self::start_node(None, CLUSTER, NODE, extra)
+        Self::start_node(None, None, CLUSTER, NODE, extra)
+    }
+
+    /// Another node of `first`'s cluster: same locator, same store (the
+    /// cluster's shared filesystem). `extra` as for
+    /// [`start_with`](Self::start_with); a top-level section such as
+    /// `etcd:` may follow it, unindented.
+    pub fn start_peer(first: &Backend, node: &str, extra: &str) -> anyhow::Result<Backend> {
+        Self::start_node(
+            Some(first.locator_db()),
+            Some(first.store_root()),
+            CLUSTER,
+            node,
+            extra,
+        )
     }
 
     /// Another node, of `cluster` (created if missing), registered in the
     /// locator of `first`, with its own store: for several clusters behind
     /// one frontend.
     pub fn start_beside(first: &Backend, cluster: &str, node: &str) -> anyhow::Result<Backend> {
-        Self::start_node(Some(first.locator_db()), cluster, node, "")
+        Self::start_node(Some(first.locator_db()), None, cluster, node, "")
     }
 
     fn start_node(
         locator: Option<PathBuf>,
+        shared_store: Option<PathBuf>,
         cluster: &str,
         node: &str,
         extra: &str,
@@ -71,8 +87,15 @@ impl Backend {
             Ok(SocketAddr::from(([127, 0, 0, 1], free_port()?)))
         };
         let (lmtp, pop3, admin, imap) = (port(0)?, port(1)?, port(2)?, port(3)?);
-        let store = dir.path().join("store");
-        std::fs::create_dir(&store).with_context(|| format!("create {}", store.display()))?;
+        let store = match shared_store {
+            Some(s) => s,
+            None => {
+                let store = dir.path().join("store");
+                std::fs::create_dir(&store)
+                    .with_context(|| format!("create {}", store.display()))?;
+                store
+            }
+        };
         let config = dir.path().join("tandem.yaml");
         let first = locator.is_none();
         let db = locator.unwrap_or_else(|| dir.path().join("locator.db"));
@@ -103,6 +126,7 @@ impl Backend {
             admin,
             locator_db: db,
             node: node.to_owned(),
+            store: store.clone(),
         };
         if first {
             b.tandem_ok(&["domain", "add", DOMAIN])?;
@@ -144,7 +168,7 @@ impl Backend {
     }
 
     pub fn store_root(&self) -> PathBuf {
-        self.dir.path().join("store")
+        self.store.clone()
     }
 
     /// The account's Maildir (INBOX) under the store root.

@@ -38,6 +38,44 @@ pub fn python_output(script: &str, args: &[&str]) -> Output {
         .expect("run python3")
 }
 
+/// Logs in on `addr` with imaplib and returns INBOX as (UID, Subject)
+/// pairs in UID order.
+pub fn imap_subjects(addr: std::net::SocketAddr, user: &str, password: &str) -> Vec<(u32, String)> {
+    let script = r#"
+import imaplib, sys
+m = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))
+m.login(sys.argv[2], sys.argv[3])
+m.select('INBOX')
+typ, data = m.uid('FETCH', '1:*', '(UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])')
+for d in data:
+    if isinstance(d, tuple):
+        uid = d[0].decode().split('UID ')[1].split(' ')[0]
+        print(uid, d[1].decode().strip().replace('Subject: ', ''))
+m.logout()
+"#;
+    python(script, &[&addr.port().to_string(), user, password])
+        .lines()
+        .filter_map(|l| {
+            let (uid, subject) = l.split_once(' ')?;
+            Some((uid.parse().ok()?, subject.to_owned()))
+        })
+        .collect()
+}
+
+/// Whether imaplib can log in on `addr` (a refusal is a `NO`, not an error).
+pub fn imap_can_login(addr: std::net::SocketAddr, user: &str, password: &str) -> bool {
+    let script = r#"
+import imaplib, sys
+m = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))
+try:
+    m.login(sys.argv[2], sys.argv[3])
+    print('ok')
+except imaplib.IMAP4.error as e:
+    print('no')
+"#;
+    python(script, &[&addr.port().to_string(), user, password]).trim() == "ok"
+}
+
 /// Delivers `message` to `rcpts` over LMTP with Python's `smtplib.LMTP`;
 /// returns the recipients refused, as `address code` lines.
 pub fn lmtp_send(addr: std::net::SocketAddr, from: &str, rcpts: &[&str], message: &[u8]) -> String {

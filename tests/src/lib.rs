@@ -6,6 +6,7 @@ pub mod backend;
 pub mod bench;
 pub mod clients;
 pub mod conformance;
+pub mod forward;
 pub mod frontend;
 pub mod load;
 pub mod servers;

@@ -121,6 +121,11 @@ impl CommandReader {
         self.framer.has_buffered()
     }
 
+    /// Takes the input buffered beyond the last command.
+    pub fn release(&mut self) -> Vec<u8> {
+        self.framer.release()
+    }
+
     /// Reads the next command, sending continuation requests for the
     /// synchronising literals it accepts.
     pub async fn next<S: AsyncRead + AsyncWrite + Unpin>(

@@ -150,6 +150,15 @@ impl Framer {
         self.buf.len() > self.start
     }
 
+    /// Takes the input buffered beyond the last command (pipelined behind
+    /// a login that is then proxied elsewhere) and empties the framer.
+    pub fn release(&mut self) -> Vec<u8> {
+        self.consume();
+        let rest = self.buf.get(self.start..).unwrap_or_default().to_vec();
+        self.clear();
+        rest
+    }
+
     /// The buffer to append read bytes to, compacted and with room reserved.
     pub fn buffer(&mut self) -> &mut Vec<u8> {
         self.consume();

@@ -12,7 +12,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::codec::NextIdle;
-use super::session::{Flow, Io, Session, Transport};
+use super::session::{Flow, Io, LOST, Session, Transport};
+use crate::accounts::until_lost;
 
 const POLL: Duration = Duration::from_millis(500);
 
@@ -31,10 +32,17 @@ impl Session<'_> {
         let deadline = tokio::time::Instant::now() + self.i.cfg.idle_timeout;
         let mut tick = tokio::time::interval(POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let lost = self.lost_token();
+        let lost = until_lost(lost);
+        tokio::pin!(lost);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => {
                     self.out.extend_from_slice(b"* BYE Server shutting down.\r\n");
+                    return Flow::Close;
+                }
+                _ = &mut lost => {
+                    self.out.extend_from_slice(LOST);
                     return Flow::Close;
                 }
                 _ = tokio::time::sleep_until(deadline) => {

@@ -15,6 +15,7 @@ use super::codec::NextAuth;
 use super::session::{Flow, Io, Session, Transport};
 use crate::accounts::OpenError;
 use crate::auth::Login;
+use crate::cluster::peer::Service;
 
 impl Session<'_> {
     pub(super) async fn not_authenticated<S: Transport>(
@@ -99,6 +100,33 @@ impl Session<'_> {
         }
     }
 
+    /// Logs in on the account's owner and answers as it did; the session
+    /// is spliced there from now on.
+    async fn proxy(&mut self, tag: &str, account: &shared::Address, owner: &str) -> Flow {
+        let node = &self.i.node;
+        let up = node
+            .connect_owner(owner, Service::Imap, account, self.client, &self.id)
+            .await;
+        match up {
+            Ok(up) => {
+                self.i.metrics.login("ok");
+                tracing::info!(user = %account, owner, client = %self.client, session = %self.id, "logged in on the owner; proxying");
+                let text = format!("[CAPABILITY {}] Logged in", up.capabilities);
+                self.upstream = Some(up);
+                self.ok(tag, &text);
+                Flow::Proxy
+            }
+            Err(e) => {
+                self.i.metrics.login("unavailable");
+                tracing::warn!(user = %account, owner, session = %self.id, error = %e, "cannot proxy to the owner");
+                self.no(
+                    tag,
+                    "[UNAVAILABLE] Account temporarily unavailable; try again.",
+                )
+            }
+        }
+    }
+
     /// One SASL round: `+ base64(challenge)`, then the client's answer.
     async fn challenge<S: Transport>(
         &mut self,
@@ -132,6 +160,7 @@ impl Session<'_> {
     /// Checks the credentials and opens the account; answers the command.
     async fn login(&mut self, tag: &str, plain: Plain) -> Flow {
         let auth = &self.i.node.auth;
+        let hop = auth.is_peer_hop(&plain);
         match auth.login(self.peer, &plain).await {
             Login::Ok(account) => match self.i.node.accounts.open(account).await {
                 Ok(opened) => {
@@ -146,6 +175,9 @@ impl Session<'_> {
                     let caps = self.capabilities(true);
                     let text = format!("[CAPABILITY {caps}] Logged in");
                     self.ok(tag, &text)
+                }
+                Err(OpenError::NotOwner { account, node }) if !hop => {
+                    self.proxy(tag, &account, &node).await
                 }
                 Err(e) => {
                     self.i.metrics.login("unavailable");

@@ -20,7 +20,8 @@ use super::Imap;
 use super::codec::{CommandReader, Next};
 use super::respond::{self, Status};
 use super::view::View;
-use crate::accounts::Opened;
+use crate::accounts::{Opened, until_lost};
+use crate::cluster::peer::relay;
 
 pub use shared::net::Transport;
 
@@ -50,6 +51,8 @@ pub(super) enum Flow {
     StartTls,
     /// Close without a goodbye (limits, broken client).
     Close,
+    /// Logged in on the account's owner: splice to it from now on.
+    Proxy,
 }
 
 pub(super) struct Session<'a> {
@@ -75,6 +78,8 @@ pub(super) struct Session<'a> {
     pub gone: bool,
     /// ESEARCH / LIST-EXTENDED options of the command being answered.
     pub extras: super::extended::Extras,
+    /// The owner's connection, once a login was proxied there.
+    pub upstream: Option<crate::cluster::peer::Upstream>,
 }
 
 pub(super) async fn run<S: Transport>(
@@ -99,6 +104,7 @@ pub(super) async fn run<S: Transport>(
         result: Status::Ok,
         extras: Default::default(),
         gone: false,
+        upstream: None,
     };
     let caps = s.capabilities(stream.is_tls());
     s.out.extend_from_slice(b"* OK [CAPABILITY ");
@@ -121,7 +127,36 @@ pub(super) async fn run<S: Transport>(
     }
 }
 
+/// Said when this node loses the account (it fenced itself).
+pub(super) const LOST: &[u8] =
+    b"* BYE [UNAVAILABLE] This server lost the account to another; please reconnect.\r\n";
+
 impl Session<'_> {
+    /// The token cancelled when this node loses the logged-in account.
+    pub(super) fn lost_token(&self) -> Option<CancellationToken> {
+        self.user.as_ref().map(|u| u.lost().clone())
+    }
+
+    /// Passes the session on to the owner's connection until it ends.
+    async fn splice<S: Transport>(&mut self, io: &mut Io<S>, shutdown: &CancellationToken) {
+        let Some(up) = self.upstream.take() else {
+            return;
+        };
+        if self.flush(io).await.is_ok() {
+            let pipelined = io.reader.release();
+            let goodbye = b"* BYE Server shutting down; please reconnect.\r\n";
+            relay(
+                &mut io.stream,
+                &pipelined,
+                up,
+                self.i.cfg.idle_timeout,
+                shutdown,
+                goodbye,
+            )
+            .await;
+        }
+    }
+
     async fn serve<S: Transport>(
         &mut self,
         mut io: Io<S>,
@@ -139,9 +174,14 @@ impl Session<'_> {
             } else {
                 self.i.cfg.login_timeout
             };
+            let lost = self.lost_token();
             let next = tokio::select! {
                 _ = shutdown.cancelled() => {
                     self.out.extend_from_slice(b"* BYE Server shutting down.\r\n");
+                    return Some(io);
+                }
+                _ = until_lost(lost) => {
+                    self.out.extend_from_slice(LOST);
                     return Some(io);
                 }
                 r = tokio::time::timeout(timeout, io.reader.next(&mut io.stream)) => match r {
@@ -200,6 +240,10 @@ impl Session<'_> {
             match flow {
                 Flow::Go => {}
                 Flow::Close | Flow::Logout => return Some(io),
+                Flow::Proxy => {
+                    self.splice(&mut io, shutdown).await;
+                    return None;
+                }
                 Flow::StartTls => {
                     if self.flush(&mut io).await.is_err() {
                         return Some(io);

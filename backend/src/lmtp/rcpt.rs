@@ -74,12 +74,16 @@ pub(super) async fn resolve(
         }
     }
     let quota = account.quota;
-    let opened = node.accounts.open(account).await.map_err(|e| match e {
-        OpenError::WrongCluster { .. } | OpenError::NotOwner { .. } => {
-            Refusal::Unavailable(format!("{e} (the MTA's routing is stale)"))
-        }
-        other => Refusal::Unavailable(other.to_string()),
-    })?;
+    let opened = node
+        .accounts
+        .open_for_delivery(account)
+        .await
+        .map_err(|e| match e {
+            OpenError::WrongCluster { .. } | OpenError::NotOwner { .. } => {
+                Refusal::Unavailable(format!("{e} (the MTA's routing is stale)"))
+            }
+            other => Refusal::Unavailable(other.to_string()),
+        })?;
     if quota > 0 {
         let usage = match opened.run(move |s| s.usage(quota)).await {
             Ok(Ok(u)) => u,

@@ -9,7 +9,9 @@ use tokio_util::sync::CancellationToken;
 use super::command::Command;
 use super::maildrop::Maildrop;
 use super::session::{Io, Next, Session, State, Transaction, Transport};
+use crate::accounts::OpenError;
 use crate::auth::Login;
+use crate::cluster::peer::Service;
 
 impl Session<'_> {
     pub(super) async fn authorization<S: Transport>(
@@ -111,11 +113,34 @@ impl Session<'_> {
         }
     }
 
+    /// Logs in on the account's owner; the session is spliced there.
+    async fn proxy(&mut self, account: &shared::Address, owner: &str) -> Next {
+        let node = &self.p.node;
+        let up = node
+            .connect_owner(owner, Service::Pop3, account, self.client, "")
+            .await;
+        match up {
+            Ok(up) => {
+                self.p.metrics.login("ok");
+                tracing::info!(user = %account, owner, client = %self.client, result = "ok", "logged in on the owner; proxying");
+                self.upstream = Some(up);
+                self.ok("Logged in.");
+                Next::Proxy
+            }
+            Err(e) => {
+                self.p.metrics.login("unavailable");
+                tracing::warn!(user = %account, owner, error = %e, "cannot proxy to the owner");
+                self.err("[SYS/TEMP] Mailbox unavailable, try again later.")
+            }
+        }
+    }
+
     /// Checks the credentials, then locks and snapshots the maildrop.
     async fn login(&mut self, plain: Plain, state: &mut State) -> Next {
         let node = &self.p.node;
         let m = &self.p.metrics;
         let who = plain.user().to_owned();
+        let hop = node.auth.is_peer_hop(&plain);
         let client = self.client;
         let account = match node.auth.login(self.peer, &plain).await {
             Login::Ok(a) => a,
@@ -145,6 +170,12 @@ impl Session<'_> {
         };
         let opened = match node.accounts.open(account).await {
             Ok(o) => o,
+            Err(OpenError::NotOwner {
+                account,
+                node: owner,
+            }) if !hop => {
+                return self.proxy(&account, &owner).await;
+            }
             Err(e) => {
                 m.login("unavailable");
                 tracing::warn!(user = %who, %client, result = "unavailable", error = %e, "login unavailable");

@@ -27,6 +27,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use shared::config::{Problems, Validate};
@@ -97,6 +98,8 @@ pub struct ResultLabel {
 pub struct Pop3Metrics {
     /// Connections served.
     pub sessions: Counter,
+    /// Connections open now.
+    pub active: Gauge,
     /// `ok`, `failed`, `suspended`, `unavailable`, `in_use`.
     pub logins: Family<ResultLabel, Counter>,
     /// Bytes of RETR and TOP answers.
@@ -113,6 +116,7 @@ impl Pop3Metrics {
         let m = Self::default();
         let r = registry.sub_registry_with_prefix("tandem_pop3");
         r.register("sessions", "POP3 sessions started", m.sessions.clone());
+        r.register("active_sessions", "POP3 sessions open", m.active.clone());
         r.register("logins", "POP3 logins by result", m.logins.clone());
         r.register(
             "retrieved_bytes",
@@ -154,7 +158,9 @@ impl Pop3 {
         shutdown: CancellationToken,
     ) {
         self.metrics.sessions.inc();
+        self.metrics.active.inc();
         session::run(self, stream, info, shutdown).await;
+        self.metrics.active.dec();
     }
 }
 

@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 use super::Pop3;
 use super::command::{Command, ParseError, parse};
 use super::maildrop::{Committed, Maildrop};
-use crate::accounts::Opened;
+use crate::accounts::{Opened, until_lost};
+use crate::cluster::peer::relay;
 
 /// Command lines; AUTH initial responses make them longer than RFC 2449's 255.
 pub(super) const MAX_LINE: usize = 4096;
@@ -67,6 +68,8 @@ pub(super) enum Next {
     /// QUIT: UPDATE when logged in, then close.
     Quit,
     StartTls,
+    /// Logged in on the account's owner: splice to it from now on.
+    Proxy,
 }
 
 /// How a session ended.
@@ -77,6 +80,8 @@ enum End {
     Closed,
     Idle,
     Shutdown,
+    /// This node lost the account: nothing more may be written.
+    Lost,
 }
 
 /// What the session sent, for the logout log line.
@@ -103,6 +108,8 @@ pub(super) struct Session<'a> {
     /// The current command was answered with `-ERR`.
     failed: bool,
     pub stats: Stats,
+    /// The owner's connection, once a login was proxied there.
+    pub upstream: Option<crate::cluster::peer::Upstream>,
 }
 
 pub(super) async fn run<S: Transport>(
@@ -122,6 +129,7 @@ pub(super) async fn run<S: Transport>(
         bad: 0,
         failed: false,
         stats: Stats::default(),
+        upstream: None,
     };
     s.out.extend_from_slice(b"+OK Tandem POP3 ready.\r\n");
     let io = Io {
@@ -131,6 +139,9 @@ pub(super) async fn run<S: Transport>(
     let mut state = State::Authorization { user: None };
     let (end, io) = s.serve(io, &mut state, info.tls.as_ref(), &shutdown).await;
     match state {
+        State::Transaction(t) if end == End::Lost => {
+            tracing::warn!(user = %t.opened.account.address, "session ended: this node lost the account");
+        }
         State::Transaction(t) => s.logout(*t, end).await,
         State::Authorization { .. } if end == End::Quit => {
             s.out.extend_from_slice(b"+OK Logging out.\r\n");
@@ -145,6 +156,26 @@ pub(super) async fn run<S: Transport>(
 }
 
 impl Session<'_> {
+    /// Passes the session on to the owner's connection until it ends.
+    async fn splice<S: Transport>(&mut self, io: &mut Io<S>, shutdown: &CancellationToken) {
+        let Some(up) = self.upstream.take() else {
+            return;
+        };
+        if self.flush(io).await.is_ok() {
+            let pipelined = io.reader.release();
+            let goodbye = b"-ERR [SYS/TEMP] Server shutting down; please reconnect.\r\n";
+            relay(
+                &mut io.stream,
+                &pipelined,
+                up,
+                self.p.cfg.idle_timeout,
+                shutdown,
+                goodbye,
+            )
+            .await;
+        }
+    }
+
     /// The command loop; returns how it ended and the connection, unless a
     /// failed TLS handshake consumed it.
     async fn serve<S: Transport>(
@@ -161,10 +192,18 @@ impl Session<'_> {
             {
                 return (End::Closed, Some(io));
             }
+            let lost = match state {
+                State::Transaction(t) => Some(t.opened.lost().clone()),
+                State::Authorization { .. } => None,
+            };
             let parsed = tokio::select! {
                 _ = shutdown.cancelled() => {
                     self.out.extend_from_slice(b"-ERR [SYS/TEMP] Server shutting down.\r\n");
                     return (End::Shutdown, Some(io));
+                }
+                _ = until_lost(lost) => {
+                    self.out.extend_from_slice(b"-ERR [SYS/TEMP] This server lost the mailbox to another; please reconnect.\r\n");
+                    return (End::Lost, Some(io));
                 }
                 r = tokio::time::timeout(idle, io.reader.read_line(&mut io.stream)) => match r {
                     Err(_) => {
@@ -204,6 +243,10 @@ impl Session<'_> {
                 Next::Go => {}
                 Next::Close => return (End::Closed, Some(io)),
                 Next::Quit => return (End::Quit, Some(io)),
+                Next::Proxy => {
+                    self.splice(&mut io, shutdown).await;
+                    return (End::Closed, None);
+                }
                 Next::StartTls => {
                     if self.flush(&mut io).await.is_err() {
                         return (End::Closed, Some(io));

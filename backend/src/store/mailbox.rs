@@ -105,6 +105,9 @@ pub struct Mailbox {
     pending: Vec<u32>,
 }
 
+/// How old a directory's mtime must be to vouch for its listing.
+const MTIME_SETTLED: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Mailbox {
     /// Opens (creating if needed) the Maildir at `dir` and syncs it.
     pub fn open(dir: &Path) -> io::Result<Mailbox> {
@@ -280,7 +283,14 @@ impl Mailbox {
         changes.expunged.sort_unstable();
         changes.added.sort_unstable();
         self.messages = kept;
-        self.seen_mtimes = Some(before);
+        // A directory timestamp is coarse (a clock tick locally, a second
+        // on some NFS servers): a file added right after the listing above
+        // can leave it unchanged. Only timestamps older than any tick are
+        // trusted to mean "nothing new"; a fresher one is listed again next
+        // time (a delivery by another process or node was missed before).
+        let now = SystemTime::now();
+        let settled = |t: SystemTime| now.duration_since(t).is_ok_and(|d| d >= MTIME_SETTLED);
+        self.seen_mtimes = (settled(before.0) && settled(before.1)).then_some(before);
         Ok(changes)
     }
 

@@ -108,6 +108,7 @@ pub async fn run(ctx: &Ctx, cmd: ClusterCmd) -> Result<(), Failure> {
             output::table(&["NODE", "IMAP", "POP3", "LMTP", "HTTP", "INTERNAL"], &rows);
             Ok(())
         }
+        ClusterCmd::Status { id } => status(ctx, &id).await,
         ClusterCmd::SetState { id, state: s } => {
             let st = state(&s)?;
             ctx.dir.update_cluster(&id, Some(st), None).await?;
@@ -156,4 +157,61 @@ pub async fn run(ctx: &Ctx, cmd: ClusterCmd) -> Result<(), Failure> {
             )
         }
     }
+}
+
+/// `tandem cluster status ID`: what etcd says about the cluster's nodes.
+async fn status(ctx: &Ctx, id: &str) -> Result<(), Failure> {
+    let Some(etcd) = &ctx.etcd else {
+        return Err(Failure::Usage(format!(
+            "the config has no etcd: section, so cluster {id} runs as one node with no live status to show"
+        )));
+    };
+    if ctx.dir.cluster(id).await?.is_none() {
+        return Err(locator::DirectoryError::NotFound(format!("no cluster {id}")).into());
+    }
+    let client = shared::etcd::Client::new(etcd, shared::etcd::EtcdMetrics::default())
+        .map_err(Failure::Usage)?;
+    let keys = backend::cluster::Keys::new(etcd, id);
+    let nodes = backend::cluster::status::status(&client, &keys)
+        .await
+        .map_err(|e| Failure::Io(e.to_string()))?;
+    if ctx.json {
+        return output::json(&nodes);
+    }
+    let rows: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.info.id.clone(),
+                if n.info.host.is_empty() {
+                    "(not live)".into()
+                } else {
+                    n.info.host.clone()
+                },
+                n.info.pid.to_string(),
+                n.info.sessions.to_string(),
+                n.info
+                    .addresses
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                n.owned.len().to_string(),
+                n.owned.join(","),
+            ]
+        })
+        .collect();
+    output::table(
+        &[
+            "NODE",
+            "HOST",
+            "PID",
+            "SESSIONS",
+            "ADDRESSES",
+            "OWNED",
+            "ACCOUNTS",
+        ],
+        &rows,
+    );
+    Ok(())
 }

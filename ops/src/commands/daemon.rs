@@ -13,7 +13,7 @@ pub async fn backend(cfg: &TandemConfig, node: &str) -> Result<(), Failure> {
         ));
     };
     let shutdown = on_signals()?;
-    backend::daemon::run(&cfg.locator, b, node, shutdown)
+    backend::daemon::run(&cfg.locator, b, cfg.etcd.as_ref(), node, shutdown)
         .await
         .map_err(|e| Failure::Usage(e.to_string()))
 }
@@ -26,7 +26,7 @@ pub async fn frontend(cfg: &TandemConfig) -> Result<(), Failure> {
         ));
     };
     let shutdown = on_signals()?;
-    frontend::daemon::run(&cfg.locator, f, shutdown)
+    frontend::daemon::run(&cfg.locator, f, cfg.etcd.as_ref(), shutdown)
         .await
         .map_err(|e| Failure::Usage(e.to_string()))
 }

@@ -22,6 +22,8 @@ use crate::cli::{Cli, Command, ConfigCmd};
 pub struct Ctx {
     pub dir: Arc<dyn Directory>,
     pub json: bool,
+    /// The config's `etcd:` section, if any.
+    pub etcd: Option<shared::etcd::EtcdConfig>,
 }
 
 impl Ctx {
@@ -42,8 +44,13 @@ impl Ctx {
 
 pub async fn dispatch(cli: Cli) -> Result<(), Failure> {
     // `up` writes its own config; there is none to read yet.
-    if let Command::Up { dir, port_offset } = &cli.command {
-        return up::up(dir, *port_offset, cli.json).await;
+    if let Command::Up {
+        dir,
+        port_offset,
+        nodes,
+    } = &cli.command
+    {
+        return up::up(dir, *port_offset, *nodes, cli.json).await;
     }
     let cfg = crate::config::load(&cli.config)?;
     if let Command::Config(ConfigCmd::Check) = cli.command {
@@ -66,6 +73,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), Failure> {
     let ctx = Ctx {
         dir,
         json: cli.json,
+        etcd: cfg.etcd.clone(),
     };
     match cli.command {
         Command::Domain(c) => domain::run(&ctx, c).await,

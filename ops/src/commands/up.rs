@@ -1,6 +1,8 @@
 //! `tandem up --dir DIR`: a whole supercluster on one machine, from
-//! nothing: an SQLite locator, two backend clusters of one node each, one
-//! frontend, a self-signed certificate, all as child processes of this one.
+//! nothing: an SQLite locator, two backend clusters of one node each (or of
+//! `--nodes N`, sharing each cluster's store, with a local one-member etcd
+//! started from the installed binary), one frontend, a self-signed
+//! certificate, all as child processes of this one.
 //! The config it writes stays in DIR, so `tandem --config DIR/tandem.yaml`
 //! provisions accounts against it.
 
@@ -31,9 +33,14 @@ struct Ports {
     submission: u16,
     submissions: u16,
     admin: u16,
-    /// Per backend cluster.
-    backends: [BackendPorts; 2],
+    /// Per backend node: cluster c1's nodes, then c2's.
+    backends: Vec<BackendPorts>,
+    /// etcd's client and peer ports (used with several nodes per cluster).
+    etcd: (u16, u16),
 }
+
+/// Backend clusters `up` runs.
+const CLUSTERS: u16 = 2;
 
 #[derive(Clone, Copy)]
 struct BackendPorts {
@@ -44,7 +51,7 @@ struct BackendPorts {
 }
 
 impl Ports {
-    fn new(offset: u16) -> Result<Ports, Failure> {
+    fn new(offset: u16, nodes: u16) -> Result<Ports, Failure> {
         let p = |base: u16| {
             base.checked_add(offset).ok_or_else(|| {
                 Failure::Usage(format!(
@@ -69,7 +76,10 @@ impl Ports {
             submission: p(2587)?,
             submissions: p(2465)?,
             admin: p(9100)?,
-            backends: [backend(0)?, backend(1)?],
+            backends: (0..CLUSTERS * nodes)
+                .map(backend)
+                .collect::<Result<_, _>>()?,
+            etcd: (p(2379)?, p(2380)?),
         })
     }
 }
@@ -81,19 +91,34 @@ struct Daemon {
     admin: u16,
 }
 
-pub async fn up(dir: &Path, offset: u16, json: bool) -> Result<(), Failure> {
+pub async fn up(dir: &Path, offset: u16, nodes: u16, json: bool) -> Result<(), Failure> {
     let io = |what: &str, e: std::io::Error| Failure::Io(format!("{what}: {e}"));
+    if !(1..=9).contains(&nodes) {
+        return Err(Failure::Usage(format!(
+            "--nodes {nodes}: between 1 and 9 nodes per cluster"
+        )));
+    }
     std::fs::create_dir_all(dir.join("logs")).map_err(|e| io(&dir.display().to_string(), e))?;
     let dir = dir
         .canonicalize()
         .map_err(|e| io(&dir.display().to_string(), e))?;
-    let ports = Ports::new(offset)?;
+    let ports = Ports::new(offset, nodes)?;
     let secret = ensure_secret(&dir.join("proxy.secret"))?;
     let (cert, key) = ensure_certificate(&dir)?;
-    let locator = format!(
+    let mut locator = format!(
         "locator:\n  sql:\n    url: sqlite://{}\n",
         dir.join("locator.db").display()
     );
+    // Several nodes per cluster: a local etcd first, and every config
+    // (backends, frontend, the CLI's) names it.
+    let mut etcd = None;
+    if nodes > 1 {
+        let (client, peer) = ports.etcd;
+        etcd = Some(start_etcd(&dir, client, peer).await?);
+        locator.push_str(&format!(
+            "etcd:\n  endpoints: [127.0.0.1:{client}]\n  prefix: /tandem-up\n"
+        ));
+    }
     // Frontends reach backends from 127.0.0.2, so the backends can demand
     // PROXY headers from it and still take direct loopback clients.
     let frontend = format!(
@@ -121,14 +146,21 @@ pub async fn up(dir: &Path, offset: u16, json: bool) -> Result<(), Failure> {
     let directory = locator::config::open(&cfg.locator, Open::Eager).await?;
 
     let mut daemons = Vec::new();
-    for (i, b) in ports.backends.iter().enumerate() {
+    for (k, b) in ports.backends.iter().enumerate() {
         let BackendPorts {
             lmtp,
             imap,
             pop3,
             admin,
         } = *b;
-        let (cluster, node) = (format!("c{}", i + 1), format!("n{}", i + 1));
+        let (c, j) = (k / nodes as usize, k % nodes as usize);
+        let cluster = format!("c{}", c + 1);
+        // One node per cluster keeps the names n1, n2 of earlier versions.
+        let node = if nodes == 1 {
+            format!("n{}", c + 1)
+        } else {
+            format!("c{}n{}", c + 1, j + 1)
+        };
         let store = dir.join("store").join(&cluster);
         std::fs::create_dir_all(&store).map_err(|e| io(&store.display().to_string(), e))?;
         let text = format!(
@@ -142,7 +174,7 @@ pub async fn up(dir: &Path, offset: u16, json: bool) -> Result<(), Failure> {
             cert = cert.display(),
             key = key.display(),
         );
-        let path = dir.join(format!("backend-{cluster}.yaml"));
+        let path = dir.join(format!("backend-{node}.yaml"));
         write(&path, &text)?;
         if directory.cluster(&cluster).await?.is_none() {
             directory
@@ -165,7 +197,7 @@ pub async fn up(dir: &Path, offset: u16, json: bool) -> Result<(), Failure> {
             .await?;
         daemons.push(spawn(
             &dir,
-            &format!("backend-{cluster}"),
+            &format!("backend-{node}"),
             &path,
             &["backend", "--node", &node],
             admin,
@@ -182,8 +214,11 @@ pub async fn up(dir: &Path, offset: u16, json: bool) -> Result<(), Failure> {
 
     if let Err(e) = wait_healthy(&mut daemons).await {
         stop_all(&mut daemons).await;
+        stop_all(etcd.as_mut_slice()).await;
         return Err(e);
     }
+    // The first node of each cluster.
+    let first = |c: usize| ports.backends[c * nodes as usize];
     let endpoints = serde_json::json!({
         "config": main_config,
         "imap": format!("127.0.0.1:{}", ports.imap),
@@ -194,9 +229,11 @@ pub async fn up(dir: &Path, offset: u16, json: bool) -> Result<(), Failure> {
         "submission": format!("127.0.0.1:{}", ports.submission),
         "submissions": format!("127.0.0.1:{}", ports.submissions),
         "metrics": format!("http://127.0.0.1:{}/metrics", ports.admin),
-        "lmtp": ports.backends.iter().enumerate()
-            .map(|(i, b)| (format!("c{}", i + 1), format!("127.0.0.1:{}", b.lmtp)))
+        "lmtp": (0..CLUSTERS as usize)
+            .map(|c| (format!("c{}", c + 1), format!("127.0.0.1:{}", first(c).lmtp)))
             .collect::<std::collections::BTreeMap<_, _>>(),
+        "nodes_per_cluster": nodes,
+        "etcd": etcd.as_ref().map(|_| format!("127.0.0.1:{}", ports.etcd.0)),
         "logs": dir.join("logs"),
     });
     if json {
@@ -218,8 +255,15 @@ pub async fn up(dir: &Path, offset: u16, json: bool) -> Result<(), Failure> {
             "SMTP      127.0.0.1:{} (MX)     submission 127.0.0.1:{} (STARTTLS), 127.0.0.1:{} (TLS)",
             ports.smtp, ports.submission, ports.submissions
         );
-        for (i, b) in ports.backends.iter().enumerate() {
-            let _ = writeln!(text, "LMTP c{}   127.0.0.1:{}", i + 1, b.lmtp);
+        for c in 0..CLUSTERS as usize {
+            let _ = writeln!(text, "LMTP c{}   127.0.0.1:{}", c + 1, first(c).lmtp);
+        }
+        if etcd.is_some() {
+            let _ = writeln!(
+                text,
+                "etcd      127.0.0.1:{} ({nodes} nodes per cluster; tandem cluster status c1)",
+                ports.etcd.0
+            );
         }
         let _ = writeln!(text, "metrics   http://127.0.0.1:{}/metrics", ports.admin);
         let _ = writeln!(text, "logs      {}", dir.join("logs").display());
@@ -234,7 +278,48 @@ pub async fn up(dir: &Path, offset: u16, json: bool) -> Result<(), Failure> {
 
     let outcome = wait_for_stop(&mut daemons).await;
     stop_all(&mut daemons).await;
+    // etcd last: draining nodes still renew their leases.
+    stop_all(etcd.as_mut_slice()).await;
     outcome
+}
+
+/// Starts a one-member etcd with its data in DIR/etcd; returns once healthy.
+async fn start_etcd(dir: &Path, client: u16, peer: u16) -> Result<Daemon, Failure> {
+    let bin = ["/usr/bin/etcd", "/usr/local/bin/etcd"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            Failure::Usage(
+                "etcd not found (needed by --nodes above 1): install the Debian package etcd-server"
+                    .into(),
+            )
+        })?;
+    let data = dir.join("etcd");
+    let (c, p) = (
+        format!("http://127.0.0.1:{client}"),
+        format!("http://127.0.0.1:{peer}"),
+    );
+    let args = [
+        "--name",
+        "tandem-up",
+        "--data-dir",
+        &data.to_string_lossy(),
+        "--listen-client-urls",
+        &c,
+        "--advertise-client-urls",
+        &c,
+        "--listen-peer-urls",
+        &p,
+        "--initial-advertise-peer-urls",
+        &p,
+        "--initial-cluster",
+        &format!("tandem-up={p}"),
+    ]
+    .map(|a| a.to_owned());
+    let mut d = spawn_program(dir, "etcd", &bin, &args, client)?;
+    wait_healthy(std::slice::from_mut(&mut d)).await?;
+    Ok(d)
 }
 
 fn write(path: &Path, text: &str) -> Result<(), Failure> {
@@ -270,13 +355,25 @@ fn spawn(
     admin: u16,
 ) -> Result<Daemon, Failure> {
     let exe = std::env::current_exe().map_err(|e| Failure::Io(format!("own executable: {e}")))?;
+    let mut all = vec!["--config".to_owned(), config.to_string_lossy().into_owned()];
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    spawn_program(dir, name, &exe, &all, admin)
+}
+
+/// Runs `program args` with its output in DIR/logs/NAME.log; `admin` is
+/// where it answers `GET /health`.
+fn spawn_program(
+    dir: &Path,
+    name: &str,
+    program: &Path,
+    args: &[String],
+    admin: u16,
+) -> Result<Daemon, Failure> {
     let log = dir.join("logs").join(format!("{name}.log"));
     let out =
         std::fs::File::create(&log).map_err(|e| Failure::Io(format!("{}: {e}", log.display())))?;
     let err = out.try_clone().map_err(|e| Failure::Io(e.to_string()))?;
-    let child = Command::new(exe)
-        .arg("--config")
-        .arg(config)
+    let child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(out)

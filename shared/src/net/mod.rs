@@ -6,6 +6,7 @@ pub mod lines;
 pub mod listener;
 pub mod netlist;
 pub mod proxy;
+pub mod splice;
 pub mod stream;
 
 pub use dialog::Replies;

@@ -262,6 +262,27 @@ pub async fn lmtp_fill(
     Ok(())
 }
 
+/// Delivers one message with `subject` to `rcpt` over LMTP; Ok only when
+/// the server acknowledged it (250 after DATA).
+pub async fn lmtp_one(lmtp: SocketAddr, rcpt: &str, subject: &str) -> anyhow::Result<()> {
+    let s = TcpStream::connect(lmtp).await?;
+    let (r, mut w) = s.into_split();
+    let mut r = BufReader::new(r);
+    lmtp_reply(&mut r, '2').await?;
+    let head = format!(
+        "LHLO load.example\r\nMAIL FROM:<load@example.org>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n"
+    );
+    w.write_all(head.as_bytes()).await?;
+    for want in ['2', '2', '2', '3'] {
+        lmtp_reply(&mut r, want).await?;
+    }
+    let body = format!("From: load@example.org\r\nSubject: {subject}\r\n\r\nload\r\n.\r\n");
+    w.write_all(body.as_bytes()).await?;
+    lmtp_reply(&mut r, '2').await?;
+    let _ = w.write_all(b"QUIT\r\n").await;
+    Ok(())
+}
+
 /// Reads one (possibly multi-line) LMTP reply; fails unless its code
 /// starts with `want`.
 async fn lmtp_reply(

@@ -28,6 +28,7 @@
 //! that starts a server, see [`remove_stale_dirs`].
 
 pub mod dovecot;
+pub mod etcd;
 pub mod haproxy;
 pub mod mariadb;
 pub mod postfix;
@@ -36,6 +37,7 @@ pub mod slapd;
 pub mod smtp_sink;
 
 pub use dovecot::Dovecot;
+pub use etcd::EtcdCluster;
 pub use haproxy::Haproxy;
 pub use mariadb::MariaDb;
 pub use postfix::Postfix;

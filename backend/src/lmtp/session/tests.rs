@@ -79,6 +79,7 @@ async fn fixture(cfg: LmtpConfig, trusted: NetList) -> Fixture {
             Arc::new(SingleNode),
             Blocking::new(4),
         ),
+        peers: crate::cluster::Peers::none(),
     };
     let metrics = LmtpMetrics::default();
     Fixture {

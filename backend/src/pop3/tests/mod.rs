@@ -91,6 +91,7 @@ async fn fixture(cfg: Pop3Config) -> Fixture {
             Arc::new(SingleNode),
             Blocking::new(4),
         ),
+        peers: crate::cluster::Peers::none(),
     };
     let metrics = Pop3Metrics::default();
     Fixture {
