@@ -10,11 +10,14 @@ use tokio::task::JoinSet;
 
 use super::session::{Rcpt, Session, Transaction};
 use super::trace::{Trace, header_block};
+use crate::store::maildir;
 
 /// How one recipient's delivery went.
 #[derive(Debug, Clone)]
 enum Outcome {
     Saved,
+    /// A retry whose copy was stored by an earlier attempt: not again.
+    AlreadySaved,
     OverQuota,
     TooBig,
     Failed(String),
@@ -24,6 +27,7 @@ impl Outcome {
     fn label(&self) -> &'static str {
         match self {
             Outcome::Saved => "ok",
+            Outcome::AlreadySaved => "duplicate",
             Outcome::OverQuota => "over_quota",
             Outcome::TooBig => "too_big",
             Outcome::Failed(_) => "error",
@@ -65,6 +69,13 @@ pub(super) async fn deliver(s: &mut Session<'_>, tx: Transaction, over: bool, si
         }
         let mut headers = Vec::with_capacity(256);
         header_block(&mut headers, &trace, address.as_str());
+        // Tagged whenever the client sent an ENVID (free: it is only a
+        // name); looked for only when it says an earlier outcome is unknown.
+        let tag = tx
+            .envid
+            .as_deref()
+            .map(|envid| maildir::delivery_tag(envid, address.as_str()));
+        let check = tx.retry;
         addresses.push(address);
         let body = body.clone();
         let timing = timing.clone();
@@ -73,16 +84,22 @@ pub(super) async fn deliver(s: &mut Session<'_>, tx: Transaction, over: bool, si
             let quota = opened.account.quota;
             let r = opened
                 .run(move |store| {
+                    if let (Some(tag), true) = (&tag, check)
+                        && store.has_delivery(tag)?
+                    {
+                        return Ok(Outcome::AlreadySaved);
+                    }
                     let size = (headers.len() + body.len()) as u64;
                     if quota > 0 && store.usage(quota)?.bytes.saturating_add(size) > quota {
-                        return Ok(false);
+                        return Ok(Outcome::OverQuota);
                     }
-                    store.deliver_parts(&[&headers, &body]).map(|_| true)
+                    store
+                        .deliver_parts(&[&headers, &body], tag.as_deref())
+                        .map(|_| Outcome::Saved)
                 })
                 .await;
             let outcome = match r {
-                Ok(Ok(true)) => Outcome::Saved,
-                Ok(Ok(false)) => Outcome::OverQuota,
+                Ok(Ok(outcome)) => outcome,
                 Ok(Err(e)) => Outcome::Failed(e.to_string()),
                 Err(e) => Outcome::Failed(e.to_string()),
             };
@@ -119,6 +136,10 @@ pub(super) async fn deliver(s: &mut Session<'_>, tx: Transaction, over: bool, si
             Outcome::Saved => {
                 tracing::info!(rcpt = %address, size, result = "ok", ms, "delivered");
                 s.reply(format_args!("250 2.0.0 <{address}> Saved"));
+            }
+            Outcome::AlreadySaved => {
+                tracing::info!(rcpt = %address, size, result = "duplicate", ms, "retry of a stored copy: not stored again");
+                s.reply(format_args!("250 2.0.0 <{address}> Already delivered"));
             }
             Outcome::OverQuota => {
                 tracing::info!(rcpt = %address, size, result = "over_quota", ms, "not delivered");

@@ -4,7 +4,13 @@
 //! File names follow the Maildir convention plus the Maildir++/Dovecot size
 //! fields: `<secs>.M<usecs>P<pid>Q<n>.<host>,S=<size>,W=<crlf size>:2,<flags>`.
 //! `S=` is the size on disk (LF line ends), `W=` the size with CRLF line ends
-//! as POP3 and IMAP count it, so neither needs a `stat` or a read.
+//! as POP3 and IMAP count it, so neither needs a `stat` or a read. A copy
+//! delivered by LMTP with an envelope id also carries `,E=<tag>` after
+//! `W=` ([`delivery_tag`]: a hash of the ENVID and the recipient), which
+//! lets a retry whose earlier outcome is unknown find the copy it already
+//! stored ([`has_tag`]). Dovecot and Courier ignore comma fields they do
+//! not know, and the tag is part of the base name, which never changes, so
+//! it survives the move to `cur/` and flag changes.
 //!
 //! Delivery is the classic lock-free protocol, with the fsyncs that make it
 //! durable: write into `tmp/`, fsync the file, rename into `new/`, fsync
@@ -76,6 +82,8 @@ pub struct FileName<'a> {
     pub info: &'a str,
     pub size: Option<u64>,
     pub vsize: Option<u64>,
+    /// The `E=` delivery tag, if any.
+    pub tag: Option<&'a str>,
 }
 
 impl<'a> FileName<'a> {
@@ -94,11 +102,14 @@ impl<'a> FileName<'a> {
         }
         let mut size = None;
         let mut vsize = None;
+        let mut tag = None;
         for field in base.split(',').skip(1) {
             if let Some(v) = field.strip_prefix("S=") {
                 size = v.parse().ok();
             } else if let Some(v) = field.strip_prefix("W=") {
                 vsize = v.parse().ok();
+            } else if let Some(v) = field.strip_prefix("E=") {
+                tag = Some(v);
             }
         }
         Some(FileName {
@@ -106,6 +117,7 @@ impl<'a> FileName<'a> {
             info,
             size,
             vsize,
+            tag,
         })
     }
 }
@@ -131,6 +143,42 @@ fn host() -> &'static str {
             .replace(':', "\\072")
             .replace(',', "\\054")
     })
+}
+
+/// The tag of the copy for `recipient` of the transaction with envelope id
+/// `envid`: 64-bit FNV-1a in 16 hex digits, stable across processes,
+/// versions and nodes (std's hasher promises none of that). Collisions
+/// only matter within one mailbox and between retried transactions, where
+/// 2^-64 is nothing. The ENVID is the sender's (a frontend's queue id), so
+/// it is hashed, never put in a file name as sent.
+pub fn delivery_tag(envid: &str, recipient: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in envid.bytes().chain([0]).chain(recipient.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// Whether a message whose name carries `tag` is in `new/` or `cur/` of
+/// the Maildir at `dir`: one scan of both directories, read from the
+/// shared store so that a copy stored by any node counts.
+pub fn has_tag(dir: &Path, tag: &str) -> io::Result<bool> {
+    for sub in ["new", "cur"] {
+        let rd = match fs::read_dir(dir.join(sub)) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in rd {
+            let name = entry?.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if FileName::parse(name).is_some_and(|n| n.tag == Some(tag)) {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// A name no other delivery on any node can produce: time, pid, a process
@@ -179,21 +227,27 @@ fn memchr_count(needle: u8, hay: &[u8]) -> u64 {
 /// `dir`, durably, and returns its base name. `body` is written as one
 /// buffer; callers stream large messages through [`deliver_from`].
 pub fn deliver(dir: &Path, body: &[u8], flags: Option<&Flags>) -> io::Result<(String, PathBuf)> {
-    deliver_from(dir, body.len() as u64, sizes(body).1, flags, |f| {
+    deliver_from(dir, body.len() as u64, sizes(body).1, flags, None, |f| {
         f.write_all(body)
     })
 }
 
 /// Durable delivery with the content written by `write` into the temp file.
-/// `size`/`vsize` go into the name and must match what `write` writes.
+/// `size`/`vsize` go into the name and must match what `write` writes;
+/// `tag` (a [`delivery_tag`]) too, when given.
 pub fn deliver_from(
     dir: &Path,
     size: u64,
     vsize: u64,
     flags: Option<&Flags>,
+    tag: Option<&str>,
     write: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> io::Result<(String, PathBuf)> {
-    let base = unique_base(size, vsize);
+    let mut base = unique_base(size, vsize);
+    if let Some(tag) = tag {
+        base.push_str(",E=");
+        base.push_str(tag);
+    }
     let tmp = dir.join("tmp").join(&base);
     let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
     let written = write(&mut f).and_then(|()| f.sync_all());
@@ -305,6 +359,39 @@ mod tests {
         assert!(FileName::parse(".nfs0001").is_none());
         assert!(FileName::parse(":2,S").is_none());
         assert!(FileName::parse("").is_none());
+        let n = FileName::parse("1.M1P2Q3.host,S=1,W=2,E=00ff:2,S").unwrap();
+        assert_eq!((n.size, n.vsize, n.tag), (Some(1), Some(2), Some("00ff")));
+        assert_eq!(n.base, "1.M1P2Q3.host,S=1,W=2,E=00ff");
+    }
+
+    #[test]
+    fn tags_are_stable_and_found_in_new_and_cur() {
+        let tag = delivery_tag("18F3A2B00000001", "bob@example.com");
+        assert_eq!(tag.len(), 16);
+        assert_eq!(tag, delivery_tag("18F3A2B00000001", "bob@example.com"));
+        assert_ne!(tag, delivery_tag("18F3A2B00000001", "alice@example.com"));
+        assert_ne!(tag, delivery_tag("18F3A2B00000002", "bob@example.com"));
+        // The separator keeps (envid, recipient) pairs apart.
+        assert_ne!(delivery_tag("ab", "c"), delivery_tag("a", "bc"));
+        assert_eq!(delivery_tag("", ""), "af63bd4c8601b7df");
+
+        let t = tempfile::tempdir().unwrap();
+        create(t.path()).unwrap();
+        assert!(!has_tag(t.path(), &tag).unwrap());
+        let (base, p) =
+            deliver_from(t.path(), 2, 3, None, Some(&tag), |f| f.write_all(b"x\n")).unwrap();
+        assert!(base.ends_with(&format!(",W=3,E={tag}")), "{base}");
+        assert!(has_tag(t.path(), &tag).unwrap());
+        assert!(!has_tag(t.path(), &delivery_tag("other", "bob@example.com")).unwrap());
+        // Seen by a reader: moved to cur/ with flags, still found.
+        let cur = t
+            .path()
+            .join("cur")
+            .join(cur_name(&base, &Flags::parse("S"), ""));
+        fs::rename(&p, &cur).unwrap();
+        assert!(has_tag(t.path(), &tag).unwrap());
+        fs::remove_file(&cur).unwrap();
+        assert!(!has_tag(t.path(), &tag).unwrap());
     }
 
     #[test]
