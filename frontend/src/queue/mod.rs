@@ -90,6 +90,10 @@ struct State {
     /// Unix seconds when the next attempt is due.
     next: i64,
     last_error: Option<String>,
+    /// Per recipient: an earlier attempt may have stored its copy though
+    /// no 250 was journalled; its next LMTP transaction is marked
+    /// `X-TANDEM-RETRY` so that the backend looks before storing.
+    uncertain: Vec<bool>,
     /// Open for appends once the entry is in the spool.
     spooled: bool,
     /// `tandem queue delete` while an attempt ran: removed when it ends.
@@ -102,9 +106,16 @@ impl Entry {
     }
 
     fn from_loaded(l: Loaded, spooled: bool) -> Self {
+        // A fresh entry's first attempt is not in flight yet.
+        let uncertain = if spooled {
+            l.uncertain()
+        } else {
+            vec![false; l.rcpts.len()]
+        };
         Entry {
             header: l.header,
             state: tokio::sync::Mutex::new(State {
+                uncertain,
                 rcpts: l.rcpts,
                 attempts: l.attempts,
                 next: l.next,
@@ -399,6 +410,9 @@ impl Queue {
                     r,
                     reply: reply.clone(),
                 }),
+                RcptState::Pending { .. } if st.uncertain.get(r) == Some(&true) => {
+                    Some(Event::Unknown { r })
+                }
                 RcptState::Pending { .. } => None,
             })
             .collect();
