@@ -18,6 +18,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::ops::ControlFlow::{self, Break, Continue};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -164,6 +165,21 @@ pub fn delivery_tag(envid: &str, recipient: &str) -> String {
 /// the Maildir at `dir`: one scan of both directories, read from the
 /// shared store so that a copy stored by any node counts.
 pub fn has_tag(dir: &Path, tag: &str) -> io::Result<bool> {
+    let mut found = false;
+    each_message(dir, |_, name| {
+        found = name.tag == Some(tag);
+        Ok(if found { Break(()) } else { Continue(()) })
+    })?;
+    Ok(found)
+}
+
+/// Calls `f` with every message file of `new/` and `cur/` (names that are
+/// not messages skipped, a missing directory taken as empty) until it
+/// breaks.
+pub fn each_message(
+    dir: &Path,
+    mut f: impl FnMut(&fs::DirEntry, FileName<'_>) -> io::Result<ControlFlow<()>>,
+) -> io::Result<()> {
     for sub in ["new", "cur"] {
         let rd = match fs::read_dir(dir.join(sub)) {
             Ok(rd) => rd,
@@ -171,14 +187,17 @@ pub fn has_tag(dir: &Path, tag: &str) -> io::Result<bool> {
             Err(e) => return Err(e),
         };
         for entry in rd {
-            let name = entry?.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if FileName::parse(name).is_some_and(|n| n.tag == Some(tag)) {
-                return Ok(true);
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(parsed) = name.to_str().and_then(FileName::parse) else {
+                continue;
+            };
+            if f(&entry, parsed)?.is_break() {
+                return Ok(());
             }
         }
     }
-    Ok(false)
+    Ok(())
 }
 
 /// A name no other delivery on any node can produce: time, pid, a process

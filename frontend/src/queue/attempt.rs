@@ -33,6 +33,7 @@ impl Recorder for Recording<'_> {
             return;
         }
         let address = &self.e.header.recipients[r].address;
+        let lost_past_dot = matches!(outcome, Outcome::Unknown(_));
         let event = match outcome {
             Outcome::Delivered => {
                 st.rcpts[r] = RcptState::Delivered;
@@ -55,24 +56,19 @@ impl Recorder for Recording<'_> {
                 st.uncertain[r] = false;
                 Some(Event::Failed { r, reply })
             }
-            Outcome::Unknown(why) => {
+            Outcome::Deferred(why) | Outcome::Unknown(why) => {
+                // Unknown: the copy may be stored; once journalled, the
+                // retry asks the backend to look (it stays so until a
+                // definite outcome).
+                let unknown = lost_past_dot && !st.uncertain[r];
                 self.q.metrics.recipient("deferred");
-                tracing::warn!(queue_id = %self.e.header.id, session = %self.e.header.session, rcpt = %address, error = %why, "outcome unknown: the retry asks the backend");
+                tracing::info!(queue_id = %self.e.header.id, session = %self.e.header.session, rcpt = %address, error = %why, unknown, "deferred");
                 st.rcpts[r] = RcptState::Pending {
                     error: Some(why.clone()),
                 };
                 st.last_error = Some(why);
-                st.uncertain[r] = true;
-                Some(Event::Unknown { r })
-            }
-            Outcome::Deferred(why) => {
-                self.q.metrics.recipient("deferred");
-                tracing::info!(queue_id = %self.e.header.id, session = %self.e.header.session, rcpt = %address, error = %why, "deferred");
-                st.rcpts[r] = RcptState::Pending {
-                    error: Some(why.clone()),
-                };
-                st.last_error = Some(why);
-                None
+                st.uncertain[r] |= unknown;
+                unknown.then_some(Event::Unknown { r })
             }
         };
         if let (Some(event), true) = (event, st.spooled) {

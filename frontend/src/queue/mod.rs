@@ -14,13 +14,21 @@
 //! Exactly once: an attempt still in flight is never retried beside
 //! itself (an entry is `busy` until its attempt ended), and each
 //! recipient's 250 is journalled with fsync as soon as it is read, so
-//! neither a retry nor a restart delivers it again. One window remains,
-//! the one every MTA has (RFC 1047): a crash between the backend's 250 and
-//! our fsync of it, or a connection lost after the final dot before the
-//! replies arrive, means the recipient is retried and gets a second copy;
-//! a SIGKILL doubles at most the transactions in flight at that moment.
-//! Likewise, a frontend that dies after an immediate delivery and before
-//! it answered the SMTP client leads the client to send again.
+//! neither a retry nor a restart delivers it again. The window every MTA
+//! has (RFC 1047), a crash between the backend's 250 and our fsync of it
+//! or a connection lost after the final dot before the replies arrive, is
+//! closed with the backend: every LMTP transaction carries the queue id as
+//! `ENVID=`, which tags each stored copy's file name, and a recipient
+//! whose outcome is unknown is retried with `X-TANDEM-RETRY`, so that the
+//! backend answers 250 for a copy it finds instead of storing another
+//! (see `transaction`). Unknown means: the connection broke after the
+//! body was sent (journalled `Unknown`), or the process died during an
+//! attempt (a spooled entry journals `Trying` before each retry; one
+//! without any ended attempt was spooled while its first ran). First
+//! deliveries pay nothing for this; the backend scans a mailbox only for
+//! marked retries. What remains: a frontend that dies after an immediate
+//! delivery and before it answered the SMTP client leads the client to
+//! send again (under a new queue id), and the smarthost gets no tags.
 //!
 //! - [`envelope`]: what the SMTP server hands over and what it gets back;
 //! - [`config`]: the `frontend.queue` section;

@@ -343,55 +343,27 @@ mod tests {
 
     #[tokio::test]
     async fn a_tandem_backend_gets_the_envelope_id_and_the_retry_marker() {
-        let ok = "250 ok\r\n250 ok\r\n354 go\r\n";
-        let (_, seen) = run_script(
-            Flavour::Lmtp,
-            false,
-            &["h", "PIPELINING", DEDUP],
-            1,
-            ok,
-            "250 ok\r\n",
-        )
-        .await;
-        assert!(
-            seen.starts_with("MAIL FROM:<a@x.test> ENVID=18F0A+2B1\r\n"),
-            "{seen}"
-        );
-        let (_, seen) = run_script(
-            Flavour::Lmtp,
-            true,
-            &["h", "PIPELINING", DEDUP],
-            1,
-            ok,
-            "250 ok\r\n",
-        )
-        .await;
-        assert!(
-            seen.starts_with("MAIL FROM:<a@x.test> ENVID=18F0A+2B1 X-TANDEM-RETRY\r\n"),
-            "{seen}"
-        );
-        // Neither for a server that does not say it understands them.
-        let (log, seen) = run_script(
-            Flavour::Lmtp,
-            true,
-            &["h", "PIPELINING"],
-            1,
-            ok,
-            "250 ok\r\n",
-        )
-        .await;
-        assert!(seen.starts_with("MAIL FROM:<a@x.test>\r\n"), "{seen}");
-        assert_eq!(log, [(0, Outcome::Delivered)]);
-        let (_, seen) = run_script(
-            Flavour::Smtp,
-            true,
-            &["h", "PIPELINING", DEDUP],
-            1,
-            ok,
-            "250 ok\r\n",
-        )
-        .await;
-        assert!(seen.starts_with("MAIL FROM:<a@x.test>\r\n"), "{seen}");
+        let tandem: &[&str] = &["h", "PIPELINING", DEDUP];
+        // Neither for a server that does not say it understands them, nor
+        // for the smarthost.
+        let cases: &[(Flavour, bool, &[&str], &str)] = &[
+            (Flavour::Lmtp, false, tandem, " ENVID=18F0A+2B1"),
+            (
+                Flavour::Lmtp,
+                true,
+                tandem,
+                " ENVID=18F0A+2B1 X-TANDEM-RETRY",
+            ),
+            (Flavour::Lmtp, true, &["h", "PIPELINING"], ""),
+            (Flavour::Smtp, true, tandem, ""),
+        ];
+        for &(flavour, retry, ehlo, params) in cases {
+            let ok = "250 ok\r\n250 ok\r\n354 go\r\n";
+            let (log, seen) = run_script(flavour, retry, ehlo, 1, ok, "250 ok\r\n").await;
+            let want = format!("MAIL FROM:<a@x.test>{params}\r\n");
+            assert!(seen.starts_with(&want), "{seen}");
+            assert_eq!(log, [(0, Outcome::Delivered)]);
+        }
     }
 
     #[tokio::test]

@@ -387,6 +387,17 @@ mod tests {
         }
     }
 
+    fn tagged(size: Option<u64>, envid: &str, retry: bool) -> Command<'_> {
+        Mail {
+            from: "a@b",
+            size,
+            body: None,
+            auth: None,
+            envid: Some(envid),
+            retry,
+        }
+    }
+
     #[test]
     fn table() {
         let cases: &[(&[u8], Result<Command<'_>, ParseError>)] = &[
@@ -476,37 +487,13 @@ mod tests {
             ),
             (
                 b"MAIL FROM:<a@b> ENVID=1A2B+2B3 X-TANDEM-RETRY",
-                Ok(Mail {
-                    from: "a@b",
-                    size: None,
-                    body: None,
-                    auth: None,
-                    envid: Some("1A2B+2B3"),
-                    retry: true,
-                }),
+                Ok(tagged(None, "1A2B+2B3", true)),
             ),
             (
                 b"MAIL FROM:<a@b> envid=q1 x-tandem-retry SIZE=3",
-                Ok(Mail {
-                    from: "a@b",
-                    size: Some(3),
-                    body: None,
-                    auth: None,
-                    envid: Some("q1"),
-                    retry: true,
-                }),
+                Ok(tagged(Some(3), "q1", true)),
             ),
-            (
-                b"MAIL FROM:<a@b> ENVID=q1",
-                Ok(Mail {
-                    from: "a@b",
-                    size: None,
-                    body: None,
-                    auth: None,
-                    envid: Some("q1"),
-                    retry: false,
-                }),
-            ),
+            (b"MAIL FROM:<a@b> ENVID=q1", Ok(tagged(None, "q1", false))),
             (
                 b"MAIL FROM:<a@b> ENVID=",
                 Err(Syntax("Bad ENVID parameter")),
