@@ -18,6 +18,8 @@ enum Outcome {
     Saved,
     /// A retry whose copy was stored by an earlier attempt: not again.
     AlreadySaved,
+    /// A retry whose copy an earlier transaction is still writing.
+    Storing,
     OverQuota,
     TooBig,
     Failed(String),
@@ -28,6 +30,7 @@ impl Outcome {
         match self {
             Outcome::Saved => "ok",
             Outcome::AlreadySaved => "duplicate",
+            Outcome::Storing => "unavailable",
             Outcome::OverQuota => "over_quota",
             Outcome::TooBig => "too_big",
             Outcome::Failed(_) => "error",
@@ -84,10 +87,13 @@ pub(super) async fn deliver(s: &mut Session<'_>, tx: Transaction, over: bool, si
             let quota = opened.account.quota;
             let r = opened
                 .run(move |store| {
-                    if let (Some(tag), true) = (&tag, check)
-                        && store.has_delivery(tag)?
-                    {
-                        return Ok(Outcome::AlreadySaved);
+                    if let (Some(tag), true) = (&tag, check) {
+                        match store.find_delivery(tag)? {
+                            maildir::Tagged::Stored => return Ok(Outcome::AlreadySaved),
+                            // Stored or not in a moment: the next retry knows.
+                            maildir::Tagged::Storing => return Ok(Outcome::Storing),
+                            maildir::Tagged::Absent => {}
+                        }
                     }
                     let size = (headers.len() + body.len()) as u64;
                     if quota > 0 && store.usage(quota)?.bytes.saturating_add(size) > quota {
@@ -140,6 +146,12 @@ pub(super) async fn deliver(s: &mut Session<'_>, tx: Transaction, over: bool, si
             Outcome::AlreadySaved => {
                 tracing::info!(rcpt = %address, size, result = "duplicate", ms, "retry of a stored copy: not stored again");
                 s.reply(format_args!("250 2.0.0 <{address}> Already delivered"));
+            }
+            Outcome::Storing => {
+                tracing::info!(rcpt = %address, size, result = "unavailable", ms, "retry of a copy still being stored: try later");
+                s.reply(format_args!(
+                    "451 4.3.0 <{address}> A delivery of this copy is in progress, try again later"
+                ));
             }
             Outcome::OverQuota => {
                 tracing::info!(rcpt = %address, size, result = "over_quota", ms, "not delivered");

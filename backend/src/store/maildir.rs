@@ -8,7 +8,7 @@
 //! delivered by LMTP with an envelope id also carries `,E=<tag>` after
 //! `W=` ([`delivery_tag`]: a hash of the ENVID and the recipient), which
 //! lets a retry whose earlier outcome is unknown find the copy it already
-//! stored ([`has_tag`]). Dovecot and Courier ignore comma fields they do
+//! stored ([`find_tag`]). Dovecot and Courier ignore comma fields they do
 //! not know, and the tag is part of the base name, which never changes, so
 //! it survives the move to `cur/` and flag changes.
 //!
@@ -161,16 +161,59 @@ pub fn delivery_tag(envid: &str, recipient: &str) -> String {
     format!("{h:016x}")
 }
 
+/// Where the copy with a delivery tag stands in one Maildir.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tagged {
+    /// In `new/` or `cur/`: delivered.
+    Stored,
+    /// Only a recent file in `tmp/`: a delivery of it is being written
+    /// (say the transaction the retry repeats is still running).
+    Storing,
+    Absent,
+}
+
+/// A `tmp/` file older than this is a dead delivery's leftover, not one
+/// in progress: a retry that meets it stores its own copy.
+const STORING_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Whether a message whose name carries `tag` is in `new/` or `cur/` of
-/// the Maildir at `dir`: one scan of both directories, read from the
-/// shared store so that a copy stored by any node counts.
-pub fn has_tag(dir: &Path, tag: &str) -> io::Result<bool> {
+/// the Maildir at `dir` (or being written in `tmp/`): one scan of the
+/// directories, read from the shared store so that a copy stored by any
+/// node counts.
+pub fn find_tag(dir: &Path, tag: &str) -> io::Result<Tagged> {
     let mut found = false;
     each_message(dir, |_, name| {
         found = name.tag == Some(tag);
         Ok(if found { Break(()) } else { Continue(()) })
     })?;
-    Ok(found)
+    if found {
+        return Ok(Tagged::Stored);
+    }
+    let rd = match fs::read_dir(dir.join("tmp")) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Tagged::Absent),
+        Err(e) => return Err(e),
+    };
+    let since = std::time::SystemTime::now() - STORING_FOR;
+    for entry in rd {
+        let entry = entry?;
+        let name = entry.file_name();
+        let ours = name
+            .to_str()
+            .and_then(FileName::parse)
+            .is_some_and(|n| n.tag == Some(tag));
+        // A file gone since the listing was renamed into new/ meanwhile.
+        let recent = || {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .map_or(true, |t| t > since)
+        };
+        if ours && recent() {
+            return Ok(Tagged::Storing);
+        }
+    }
+    Ok(Tagged::Absent)
 }
 
 /// Calls `f` with every message file of `new/` and `cur/` (names that are
@@ -396,21 +439,35 @@ mod tests {
 
         let t = tempfile::tempdir().unwrap();
         create(t.path()).unwrap();
-        assert!(!has_tag(t.path(), &tag).unwrap());
+        assert_eq!(find_tag(t.path(), &tag).unwrap(), Tagged::Absent);
         let (base, p) =
             deliver_from(t.path(), 2, 3, None, Some(&tag), |f| f.write_all(b"x\n")).unwrap();
         assert!(base.ends_with(&format!(",W=3,E={tag}")), "{base}");
-        assert!(has_tag(t.path(), &tag).unwrap());
-        assert!(!has_tag(t.path(), &delivery_tag("other", "bob@example.com")).unwrap());
+        assert_eq!(find_tag(t.path(), &tag).unwrap(), Tagged::Stored);
+        let other = delivery_tag("other", "bob@example.com");
+        assert_eq!(find_tag(t.path(), &other).unwrap(), Tagged::Absent);
         // Seen by a reader: moved to cur/ with flags, still found.
         let cur = t
             .path()
             .join("cur")
             .join(cur_name(&base, &Flags::parse("S"), ""));
         fs::rename(&p, &cur).unwrap();
-        assert!(has_tag(t.path(), &tag).unwrap());
+        assert_eq!(find_tag(t.path(), &tag).unwrap(), Tagged::Stored);
         fs::remove_file(&cur).unwrap();
-        assert!(!has_tag(t.path(), &tag).unwrap());
+        assert_eq!(find_tag(t.path(), &tag).unwrap(), Tagged::Absent);
+        // Being written by another transaction: neither stored nor absent;
+        // a leftover of a delivery that died long ago is absent.
+        let tmp = t.path().join("tmp").join(&base);
+        fs::write(&tmp, b"x").unwrap();
+        assert_eq!(find_tag(t.path(), &tag).unwrap(), Tagged::Storing);
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        File::options()
+            .write(true)
+            .open(&tmp)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert_eq!(find_tag(t.path(), &tag).unwrap(), Tagged::Absent);
     }
 
     #[test]

@@ -194,10 +194,11 @@ impl AccountStore {
         Ok(path)
     }
 
-    /// Whether INBOX holds a copy delivered with `tag`, in `new/` or `cur/`
-    /// (a directory scan: only for retries whose outcome is unknown).
-    pub fn has_delivery(&self, tag: &str) -> Result<bool, StoreError> {
-        maildir::has_tag(&self.dir, tag).map_err(|e| StoreError::io(&self.dir, e))
+    /// Whether INBOX holds a copy delivered with `tag`, in `new/` or `cur/`,
+    /// or one is being written (a directory scan: only for retries whose
+    /// outcome is unknown).
+    pub fn find_delivery(&self, tag: &str) -> Result<maildir::Tagged, StoreError> {
+        maildir::find_tag(&self.dir, tag).map_err(|e| StoreError::io(&self.dir, e))
     }
 
     /// Quota usage (bytes, messages) against `limit` bytes.

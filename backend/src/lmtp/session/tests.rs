@@ -634,6 +634,25 @@ async fn a_tagged_retry_of_a_stored_copy_is_answered_250_and_not_stored_again() 
         "new/ has the three later copies"
     );
     assert_eq!(f.count("duplicate"), 3);
+    // Alice's copy of Q3 is still being written by the transaction this
+    // one repeats: try later, neither stored nor claimed.
+    let tag = crate::store::maildir::delivery_tag("Q3", "alice@example.com");
+    let writing = alice
+        .join("tmp")
+        .join(format!("1.M1P1Q1.h,S=1,W=1,E={tag}"));
+    std::fs::write(&writing, b"x").unwrap();
+    let r = f
+        .talk(tx("MAIL FROM:<s@remote.test> ENVID=Q3 X-TANDEM-RETRY", "q3").as_bytes())
+        .await;
+    assert_eq!(
+        &after_lhlo(&r)[4..6],
+        [
+            "451 4.3.0 <alice@example.com> A delivery of this copy is in progress, try again later",
+            stored[1]
+        ],
+        "{r:?}"
+    );
+    assert_eq!(f.inbox("alice@example.com").len(), 3);
     // A bad ENVID is a syntax error, not a delivery.
     let r = f
         .talk(b"LHLO x\r\nMAIL FROM:<s@r.test> ENVID=a=b\r\nQUIT\r\n")
