@@ -138,38 +138,33 @@ pub(super) async fn deliver(s: &mut Session<'_>, tx: Transaction, over: bool, si
         originals.push((outcome.clone(), took));
         s.lmtp.metrics.count(outcome.label());
         let ms = took.as_millis() as u64;
-        match &outcome {
-            Outcome::Saved => {
-                tracing::info!(rcpt = %address, size, result = "ok", ms, "delivered");
-                s.reply(format_args!("250 2.0.0 <{address}> Saved"));
-            }
-            Outcome::AlreadySaved => {
-                tracing::info!(rcpt = %address, size, result = "duplicate", ms, "retry of a stored copy: not stored again");
-                s.reply(format_args!("250 2.0.0 <{address}> Already delivered"));
-            }
-            Outcome::Storing => {
-                tracing::info!(rcpt = %address, size, result = "unavailable", ms, "retry of a copy still being stored: try later");
-                s.reply(format_args!(
-                    "451 4.3.0 <{address}> A delivery of this copy is in progress, try again later"
-                ));
-            }
-            Outcome::OverQuota => {
-                tracing::info!(rcpt = %address, size, result = "over_quota", ms, "not delivered");
-                s.reply(format_args!("552 5.2.2 <{address}> Mailbox full"));
-            }
-            Outcome::TooBig => {
-                tracing::info!(rcpt = %address, size, result = "too_big", ms, "not delivered");
-                s.reply(format_args!(
-                    "552 5.3.4 <{address}> Message too big for system"
-                ));
-            }
+        let (code, text, what) = match &outcome {
+            Outcome::Saved => ("250 2.0.0", "Saved", "delivered"),
+            Outcome::AlreadySaved => (
+                "250 2.0.0",
+                "Already delivered",
+                "retry of a stored copy: not stored again",
+            ),
+            Outcome::Storing => (
+                "451 4.3.0",
+                "A delivery of this copy is in progress, try again later",
+                "retry of a copy still being stored: try later",
+            ),
+            Outcome::OverQuota => ("552 5.2.2", "Mailbox full", "not delivered"),
+            Outcome::TooBig => ("552 5.3.4", "Message too big for system", "not delivered"),
             Outcome::Failed(why) => {
                 tracing::error!(rcpt = %address, size, result = "error", ms, error = %why, "delivery failed");
-                s.reply(format_args!(
-                    "451 4.3.0 <{address}> Temporary failure, try again later"
-                ));
+                (
+                    "451 4.3.0",
+                    "Temporary failure, try again later",
+                    "delivery failed",
+                )
             }
+        };
+        if !matches!(outcome, Outcome::Failed(_)) {
+            tracing::info!(rcpt = %address, size, result = outcome.label(), ms, "{what}");
         }
+        s.reply(format_args!("{code} <{address}> {text}"));
     }
 }
 
