@@ -84,7 +84,7 @@ fn a_retried_transaction_with_the_same_envid_is_stored_once_and_dovecot_keeps_th
     assert_eq!(b.inbox("alice@example.com").len(), 3);
 
     // Tandem's own IMAP (its UID list keyed by base names) serves the
-    // tagged copies, the one Dovecot read as \\Seen.
+    // tagged copies, the one Dovecot read as \Seen.
     let imap = b.imap_addr();
     let flags = python(IMAP, &[&imap.ip().to_string(), &imap.port().to_string()]);
     assert_eq!(flags.matches("FLAGS").count(), 3, "{flags}");
