@@ -185,7 +185,16 @@ impl Queue {
         let blocking = Blocking::new(16);
         let d = dir.clone();
         let recovered = blocking
-            .run(move || spool::load_all(&d, true))
+            .run(move || {
+                let mut recovered = spool::load_all(&d, true)?;
+                for l in &mut recovered.entries {
+                    if let Err(e) = l.remember_uncertain(&d) {
+                        // Only in memory then: right until the next crash.
+                        tracing::error!(queue_id = %l.header.id, error = %e, "cannot journal an unknown outcome");
+                    }
+                }
+                Ok::<_, std::io::Error>(recovered)
+            })
             .await
             .map_err(|e| QueueError::Dir {
                 path: dir.clone(),

@@ -192,6 +192,23 @@ impl Loaded {
         }
     }
 
+    /// After a restart, makes the uncertainty an unfinished attempt left
+    /// durable as `Unknown` events, so that it outlives the next ended
+    /// attempt (a retry refused with 4xx, then another crash, must still
+    /// ask the backend). Appends only for entries that were in flight.
+    pub fn remember_uncertain(&mut self, dir: &Path) -> io::Result<()> {
+        if !self.in_flight {
+            return Ok(());
+        }
+        for r in 0..self.rcpts.len() {
+            if matches!(self.rcpts[r], RcptState::Pending { .. }) && !self.unknown[r] {
+                append(dir, &self.header.id, &Event::Unknown { r })?;
+                self.unknown[r] = true;
+            }
+        }
+        Ok(())
+    }
+
     pub fn pending(&self) -> impl Iterator<Item = usize> + '_ {
         self.rcpts
             .iter()
@@ -473,6 +490,11 @@ mod tests {
         // A retry started and the process died: every pending one.
         append(d, "C1", &Event::Trying).unwrap();
         append(d, "C1", &Event::Delivered { r: 1 }).unwrap();
+        assert_eq!(load(d, "C1", true).unwrap().uncertain(), [true, false]);
+        // Made durable at the restart: still uncertain after it ended.
+        let mut l = load(d, "C1", true).unwrap();
+        l.remember_uncertain(d).unwrap();
+        append(d, "C1", &attempt).unwrap();
         assert_eq!(load(d, "C1", true).unwrap().uncertain(), [true, false]);
         // It ended, having lost recipient 0's reply past the dot.
         append(d, "C1", &Event::Unknown { r: 0 }).unwrap();
