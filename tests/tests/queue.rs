@@ -956,3 +956,146 @@ async fn measure_accept_rates() {
     assert_eq!(spool_entries(spool.path()), n);
     q.stop().await;
 }
+
+/// An LMTP path that breaks once: the first connection carries the
+/// message up to its final dot, then is cut before any reply comes back.
+/// Every connection's client bytes are kept.
+async fn cutting_proxy(
+    upstream: std::net::SocketAddr,
+) -> (std::net::SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        let mut first = true;
+        while let Ok((client, _)) = listener.accept().await {
+            // From the frontend's address, which the backend takes PROXY
+            // headers from.
+            let Ok(socket) = tokio::net::TcpSocket::new_v4() else {
+                continue;
+            };
+            if socket
+                .bind("127.0.0.2:0".parse().expect("an address"))
+                .is_err()
+            {
+                continue;
+            }
+            let Ok(server) = socket.connect(upstream).await else {
+                continue;
+            };
+            let cut = std::mem::replace(&mut first, false);
+            let n = {
+                let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
+                l.push(String::new());
+                l.len() - 1
+            };
+            let log = log.clone();
+            let muted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let (mut cr, mut cw) = client.into_split();
+            let (mut sr, mut sw) = server.into_split();
+            let quiet = muted.clone();
+            let back = tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                while let Ok(k) = sr.read(&mut buf).await {
+                    if k == 0
+                        || quiet.load(std::sync::atomic::Ordering::SeqCst)
+                        || cw.write_all(&buf[..k]).await.is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                while let Ok(k) = cr.read(&mut buf).await {
+                    if k == 0 {
+                        break;
+                    }
+                    let text = {
+                        let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
+                        l[n].push_str(&String::from_utf8_lossy(&buf[..k]));
+                        l[n].clone()
+                    };
+                    let dot = cut && text.ends_with("\r\n.\r\n");
+                    if dot {
+                        muted.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    if sw.write_all(&buf[..k]).await.is_err() {
+                        break;
+                    }
+                    if dot {
+                        // The backend stores and answers; the answer is lost.
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        break;
+                    }
+                }
+                back.abort();
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_lost_after_the_dot_is_retried_without_a_second_copy() {
+    let b = Backend::start().unwrap();
+    b.add_account("alice@example.com", "pw").unwrap();
+    let (proxy, seen) = cutting_proxy(b.lmtp_addr()).await;
+    // The cluster's only node is reached through the proxy.
+    b.tandem_ok(&["cluster", "node", "rm", "c1", "n1"]).unwrap();
+    let (p, i) = (b.pop3_addr().to_string(), b.imap_addr().to_string());
+    let l = proxy.to_string();
+    b.tandem_ok(&[
+        "cluster", "node", "add", "c1", "n1", "--lmtp", &l, "--pop3", &p, "--imap", &i,
+    ])
+    .unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let q = Running::start(&b, config(spool.path())).await;
+    let env = envelope("sender@example.org", vec![local("alice@example.com", "c1")]);
+    let accepted = q.queue.accept(env, message("cut")).await.unwrap();
+    assert_eq!(
+        accepted.recipients,
+        vec![Disposition::Queued],
+        "no reply was read"
+    );
+    assert_eq!(
+        b.inbox("alice@example.com").len(),
+        1,
+        "yet the backend stored it: {:?} {:?}",
+        seen.lock().unwrap(),
+        std::fs::read_dir(spool.path())
+            .unwrap()
+            .flatten()
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect::<Vec<_>>()
+    );
+    eventually("the retry", 20, || spool_entries(spool.path()) == 0).await;
+    assert_eq!(b.inbox("alice@example.com").len(), 1, "not stored twice");
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.len() >= 2, "{seen:?}");
+    let id = &accepted.id;
+    let mail = |s: &str| {
+        s.lines()
+            .find(|l| l.starts_with("MAIL"))
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert!(
+        mail(&seen[0]).contains(&format!(" ENVID={id} SIZE=")),
+        "every transaction is tagged: {seen:?}"
+    );
+    assert!(
+        mail(&seen[1]).contains(&format!(" ENVID={id} X-TANDEM-RETRY ")),
+        "the retry says its outcome was unknown: {seen:?}"
+    );
+    let m = b.metrics();
+    assert!(
+        m.contains("tandem_lmtp_deliveries_total{result=\"duplicate\"} 1"),
+        "{m}"
+    );
+    q.stop().await;
+}

@@ -10,11 +10,16 @@ use tokio::task::JoinSet;
 
 use super::session::{Rcpt, Session, Transaction};
 use super::trace::{Trace, header_block};
+use crate::store::maildir;
 
 /// How one recipient's delivery went.
 #[derive(Debug, Clone)]
 enum Outcome {
     Saved,
+    /// A retry whose copy was stored by an earlier attempt: not again.
+    AlreadySaved,
+    /// A retry whose copy an earlier transaction is still writing.
+    Storing,
     OverQuota,
     TooBig,
     Failed(String),
@@ -24,6 +29,8 @@ impl Outcome {
     fn label(&self) -> &'static str {
         match self {
             Outcome::Saved => "ok",
+            Outcome::AlreadySaved => "duplicate",
+            Outcome::Storing => "unavailable",
             Outcome::OverQuota => "over_quota",
             Outcome::TooBig => "too_big",
             Outcome::Failed(_) => "error",
@@ -65,6 +72,13 @@ pub(super) async fn deliver(s: &mut Session<'_>, tx: Transaction, over: bool, si
         }
         let mut headers = Vec::with_capacity(256);
         header_block(&mut headers, &trace, address.as_str());
+        // Tagged whenever the client sent an ENVID (free: it is only a
+        // name); looked for only when it says an earlier outcome is unknown.
+        let tag = tx
+            .envid
+            .as_deref()
+            .map(|envid| maildir::delivery_tag(envid, address.as_str()));
+        let check = tx.retry;
         addresses.push(address);
         let body = body.clone();
         let timing = timing.clone();
@@ -73,16 +87,25 @@ pub(super) async fn deliver(s: &mut Session<'_>, tx: Transaction, over: bool, si
             let quota = opened.account.quota;
             let r = opened
                 .run(move |store| {
+                    if let (Some(tag), true) = (&tag, check) {
+                        match store.find_delivery(tag)? {
+                            maildir::Tagged::Stored => return Ok(Outcome::AlreadySaved),
+                            // Stored or not in a moment: the next retry knows.
+                            maildir::Tagged::Storing => return Ok(Outcome::Storing),
+                            maildir::Tagged::Absent => {}
+                        }
+                    }
                     let size = (headers.len() + body.len()) as u64;
                     if quota > 0 && store.usage(quota)?.bytes.saturating_add(size) > quota {
-                        return Ok(false);
+                        return Ok(Outcome::OverQuota);
                     }
-                    store.deliver_parts(&[&headers, &body]).map(|_| true)
+                    store
+                        .deliver_parts(&[&headers, &body], tag.as_deref())
+                        .map(|_| Outcome::Saved)
                 })
                 .await;
             let outcome = match r {
-                Ok(Ok(true)) => Outcome::Saved,
-                Ok(Ok(false)) => Outcome::OverQuota,
+                Ok(Ok(outcome)) => outcome,
                 Ok(Err(e)) => Outcome::Failed(e.to_string()),
                 Err(e) => Outcome::Failed(e.to_string()),
             };
@@ -115,28 +138,33 @@ pub(super) async fn deliver(s: &mut Session<'_>, tx: Transaction, over: bool, si
         originals.push((outcome.clone(), took));
         s.lmtp.metrics.count(outcome.label());
         let ms = took.as_millis() as u64;
-        match &outcome {
-            Outcome::Saved => {
-                tracing::info!(rcpt = %address, size, result = "ok", ms, "delivered");
-                s.reply(format_args!("250 2.0.0 <{address}> Saved"));
-            }
-            Outcome::OverQuota => {
-                tracing::info!(rcpt = %address, size, result = "over_quota", ms, "not delivered");
-                s.reply(format_args!("552 5.2.2 <{address}> Mailbox full"));
-            }
-            Outcome::TooBig => {
-                tracing::info!(rcpt = %address, size, result = "too_big", ms, "not delivered");
-                s.reply(format_args!(
-                    "552 5.3.4 <{address}> Message too big for system"
-                ));
-            }
+        let (code, text, what) = match &outcome {
+            Outcome::Saved => ("250 2.0.0", "Saved", "delivered"),
+            Outcome::AlreadySaved => (
+                "250 2.0.0",
+                "Already delivered",
+                "retry of a stored copy: not stored again",
+            ),
+            Outcome::Storing => (
+                "451 4.3.0",
+                "A delivery of this copy is in progress, try again later",
+                "retry of a copy still being stored: try later",
+            ),
+            Outcome::OverQuota => ("552 5.2.2", "Mailbox full", "not delivered"),
+            Outcome::TooBig => ("552 5.3.4", "Message too big for system", "not delivered"),
             Outcome::Failed(why) => {
                 tracing::error!(rcpt = %address, size, result = "error", ms, error = %why, "delivery failed");
-                s.reply(format_args!(
-                    "451 4.3.0 <{address}> Temporary failure, try again later"
-                ));
+                (
+                    "451 4.3.0",
+                    "Temporary failure, try again later",
+                    "delivery failed",
+                )
             }
+        };
+        if !matches!(outcome, Outcome::Failed(_)) {
+            tracing::info!(rcpt = %address, size, result = outcome.label(), ms, "{what}");
         }
+        s.reply(format_args!("{code} <{address}> {text}"));
     }
 }
 

@@ -97,7 +97,8 @@ pub struct ResultLabel {
 /// LMTP metrics, registered under `tandem_lmtp_`. Cheap to clone.
 #[derive(Clone)]
 pub struct LmtpMetrics {
-    /// One per recipient of a transaction: `ok`, `unknown_user` (no such
+    /// One per recipient of a transaction: `ok`, `duplicate` (a retry of a
+    /// copy already stored: answered 250, not stored again), `unknown_user` (no such
     /// address, or a suspended account), `over_quota`, `too_big`,
     /// `unavailable` (try again later: directory, ownership, store), `error`
     /// (a delivery that failed).

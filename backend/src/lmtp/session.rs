@@ -59,6 +59,11 @@ pub(super) struct Transaction {
     /// The reverse path, empty for `<>`.
     pub sender: String,
     pub declared_size: Option<u64>,
+    /// `ENVID=` as sent (xtext): each copy's file name carries a tag of it
+    /// and the recipient.
+    pub envid: Option<String>,
+    /// `X-TANDEM-RETRY`: look for a copy with the same tag before storing.
+    pub retry: bool,
     pub rcpts: Vec<Rcpt>,
     /// BDAT chunks so far, once the first arrived.
     pub chunks: Option<Chunks>,
@@ -199,7 +204,13 @@ impl<'a> Session<'a> {
             Command::Mail { auth: Some(_), .. } => {
                 self.error("555 5.5.4 Unsupported MAIL parameter")
             }
-            Command::Mail { from, size, .. } => self.mail(from, size),
+            Command::Mail {
+                from,
+                size,
+                envid,
+                retry,
+                ..
+            } => self.mail(from, size, envid, retry),
             Command::Rcpt { to } => self.rcpt(to).await,
             Command::Data => Next::Data,
             Command::Bdat { size, last } => Next::Bdat { size, last },
@@ -242,6 +253,9 @@ impl<'a> Session<'a> {
         self.reply(format_args!("250-8BITMIME"));
         self.reply(format_args!("250-SIZE {}", cfg.max_message_size));
         self.reply(format_args!("250-XCLIENT ADDR SESSION"));
+        // MAIL's ENVID= and X-TANDEM-RETRY: a Tandem frontend's retry is
+        // stored once (only trusted peers ever get this far).
+        self.reply(format_args!("250-X-TANDEM-DEDUP"));
         if self.conn.tls.is_some() && !self.tls {
             self.reply(format_args!("250-STARTTLS"));
         }
@@ -266,7 +280,7 @@ impl<'a> Session<'a> {
         Next::StartTls
     }
 
-    fn mail(&mut self, from: &str, size: Option<u64>) -> Next {
+    fn mail(&mut self, from: &str, size: Option<u64>, envid: Option<&str>, retry: bool) -> Next {
         if self.lhlo.is_none() {
             return self.error("503 5.5.1 Send LHLO first");
         }
@@ -283,6 +297,8 @@ impl<'a> Session<'a> {
         self.tx = Some(Transaction {
             sender: from.to_owned(),
             declared_size: size,
+            envid: envid.map(str::to_owned),
+            retry,
             rcpts: Vec::new(),
             chunks: None,
         });

@@ -290,24 +290,13 @@ fn deleting_name() -> String {
 /// Bytes and messages of one Maildir, as quota counts them.
 fn weigh(dir: &Path) -> io::Result<(u64, u64)> {
     let (mut bytes, mut count) = (0, 0);
-    for sub in ["cur", "new"] {
-        let rd = match fs::read_dir(dir.join(sub)) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        for entry in rd {
-            let entry = entry?;
-            let name = entry.file_name();
-            let Some(parsed) = name.to_str().and_then(FileName::parse) else {
-                continue;
-            };
-            bytes += parsed
-                .size
-                .unwrap_or_else(|| entry.metadata().map_or(0, |m| m.len()));
-            count += 1;
-        }
-    }
+    maildir::each_message(dir, |entry, parsed| {
+        bytes += parsed
+            .size
+            .unwrap_or_else(|| entry.metadata().map_or(0, |m| m.len()));
+        count += 1;
+        Ok(std::ops::ControlFlow::Continue(()))
+    })?;
     Ok((bytes, count))
 }
 

@@ -4,7 +4,13 @@
 //! File names follow the Maildir convention plus the Maildir++/Dovecot size
 //! fields: `<secs>.M<usecs>P<pid>Q<n>.<host>,S=<size>,W=<crlf size>:2,<flags>`.
 //! `S=` is the size on disk (LF line ends), `W=` the size with CRLF line ends
-//! as POP3 and IMAP count it, so neither needs a `stat` or a read.
+//! as POP3 and IMAP count it, so neither needs a `stat` or a read. A copy
+//! delivered by LMTP with an envelope id also carries `,E=<tag>` after
+//! `W=` ([`delivery_tag`]: a hash of the ENVID and the recipient), which
+//! lets a retry whose earlier outcome is unknown find the copy it already
+//! stored ([`find_tag`]). Dovecot and Courier ignore comma fields they do
+//! not know, and the tag is part of the base name, which never changes, so
+//! it survives the move to `cur/` and flag changes.
 //!
 //! Delivery is the classic lock-free protocol, with the fsyncs that make it
 //! durable: write into `tmp/`, fsync the file, rename into `new/`, fsync
@@ -12,6 +18,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::ops::ControlFlow::{self, Break, Continue};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -76,6 +83,8 @@ pub struct FileName<'a> {
     pub info: &'a str,
     pub size: Option<u64>,
     pub vsize: Option<u64>,
+    /// The `E=` delivery tag, if any.
+    pub tag: Option<&'a str>,
 }
 
 impl<'a> FileName<'a> {
@@ -94,11 +103,14 @@ impl<'a> FileName<'a> {
         }
         let mut size = None;
         let mut vsize = None;
+        let mut tag = None;
         for field in base.split(',').skip(1) {
             if let Some(v) = field.strip_prefix("S=") {
                 size = v.parse().ok();
             } else if let Some(v) = field.strip_prefix("W=") {
                 vsize = v.parse().ok();
+            } else if let Some(v) = field.strip_prefix("E=") {
+                tag = Some(v);
             }
         }
         Some(FileName {
@@ -106,6 +118,7 @@ impl<'a> FileName<'a> {
             info,
             size,
             vsize,
+            tag,
         })
     }
 }
@@ -131,6 +144,103 @@ fn host() -> &'static str {
             .replace(':', "\\072")
             .replace(',', "\\054")
     })
+}
+
+/// The tag of the copy for `recipient` of the transaction with envelope id
+/// `envid`: 64-bit FNV-1a in 16 hex digits, stable across processes,
+/// versions and nodes (std's hasher promises none of that). Collisions
+/// only matter within one mailbox and between retried transactions, where
+/// 2^-64 is nothing. The ENVID is the sender's (a frontend's queue id), so
+/// it is hashed, never put in a file name as sent.
+pub fn delivery_tag(envid: &str, recipient: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in envid.bytes().chain([0]).chain(recipient.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// Where the copy with a delivery tag stands in one Maildir.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tagged {
+    /// In `new/` or `cur/`: delivered.
+    Stored,
+    /// Only a recent file in `tmp/`: a delivery of it is being written
+    /// (say the transaction the retry repeats is still running).
+    Storing,
+    Absent,
+}
+
+/// A `tmp/` file older than this is a dead delivery's leftover, not one
+/// in progress: a retry that meets it stores its own copy.
+const STORING_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Whether a message whose name carries `tag` is in `new/` or `cur/` of
+/// the Maildir at `dir` (or being written in `tmp/`): one scan of the
+/// directories, read from the shared store so that a copy stored by any
+/// node counts.
+pub fn find_tag(dir: &Path, tag: &str) -> io::Result<Tagged> {
+    let mut found = false;
+    each_message(dir, |_, name| {
+        found = name.tag == Some(tag);
+        Ok(if found { Break(()) } else { Continue(()) })
+    })?;
+    if found {
+        return Ok(Tagged::Stored);
+    }
+    let rd = match fs::read_dir(dir.join("tmp")) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Tagged::Absent),
+        Err(e) => return Err(e),
+    };
+    let since = std::time::SystemTime::now() - STORING_FOR;
+    for entry in rd {
+        let entry = entry?;
+        let name = entry.file_name();
+        let ours = name
+            .to_str()
+            .and_then(FileName::parse)
+            .is_some_and(|n| n.tag == Some(tag));
+        // A file gone since the listing was renamed into new/ meanwhile.
+        let recent = || {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .map_or(true, |t| t > since)
+        };
+        if ours && recent() {
+            return Ok(Tagged::Storing);
+        }
+    }
+    Ok(Tagged::Absent)
+}
+
+/// Calls `f` with every message file of `new/` and `cur/` (names that are
+/// not messages skipped, a missing directory taken as empty) until it
+/// breaks.
+pub fn each_message(
+    dir: &Path,
+    mut f: impl FnMut(&fs::DirEntry, FileName<'_>) -> io::Result<ControlFlow<()>>,
+) -> io::Result<()> {
+    for sub in ["new", "cur"] {
+        let rd = match fs::read_dir(dir.join(sub)) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in rd {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(parsed) = name.to_str().and_then(FileName::parse) else {
+                continue;
+            };
+            if f(&entry, parsed)?.is_break() {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A name no other delivery on any node can produce: time, pid, a process
@@ -179,21 +289,27 @@ fn memchr_count(needle: u8, hay: &[u8]) -> u64 {
 /// `dir`, durably, and returns its base name. `body` is written as one
 /// buffer; callers stream large messages through [`deliver_from`].
 pub fn deliver(dir: &Path, body: &[u8], flags: Option<&Flags>) -> io::Result<(String, PathBuf)> {
-    deliver_from(dir, body.len() as u64, sizes(body).1, flags, |f| {
+    deliver_from(dir, body.len() as u64, sizes(body).1, flags, None, |f| {
         f.write_all(body)
     })
 }
 
 /// Durable delivery with the content written by `write` into the temp file.
-/// `size`/`vsize` go into the name and must match what `write` writes.
+/// `size`/`vsize` go into the name and must match what `write` writes;
+/// `tag` (a [`delivery_tag`]) too, when given.
 pub fn deliver_from(
     dir: &Path,
     size: u64,
     vsize: u64,
     flags: Option<&Flags>,
+    tag: Option<&str>,
     write: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> io::Result<(String, PathBuf)> {
-    let base = unique_base(size, vsize);
+    let mut base = unique_base(size, vsize);
+    if let Some(tag) = tag {
+        base.push_str(",E=");
+        base.push_str(tag);
+    }
     let tmp = dir.join("tmp").join(&base);
     let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
     let written = write(&mut f).and_then(|()| f.sync_all());
@@ -305,6 +421,53 @@ mod tests {
         assert!(FileName::parse(".nfs0001").is_none());
         assert!(FileName::parse(":2,S").is_none());
         assert!(FileName::parse("").is_none());
+        let n = FileName::parse("1.M1P2Q3.host,S=1,W=2,E=00ff:2,S").unwrap();
+        assert_eq!((n.size, n.vsize, n.tag), (Some(1), Some(2), Some("00ff")));
+        assert_eq!(n.base, "1.M1P2Q3.host,S=1,W=2,E=00ff");
+    }
+
+    #[test]
+    fn tags_are_stable_and_found_in_new_and_cur() {
+        let tag = delivery_tag("18F3A2B00000001", "bob@example.com");
+        assert_eq!(tag.len(), 16);
+        assert_eq!(tag, delivery_tag("18F3A2B00000001", "bob@example.com"));
+        assert_ne!(tag, delivery_tag("18F3A2B00000001", "alice@example.com"));
+        assert_ne!(tag, delivery_tag("18F3A2B00000002", "bob@example.com"));
+        // The separator keeps (envid, recipient) pairs apart.
+        assert_ne!(delivery_tag("ab", "c"), delivery_tag("a", "bc"));
+        assert_eq!(delivery_tag("", ""), "af63bd4c8601b7df");
+
+        let t = tempfile::tempdir().unwrap();
+        create(t.path()).unwrap();
+        assert_eq!(find_tag(t.path(), &tag).unwrap(), Tagged::Absent);
+        let (base, p) =
+            deliver_from(t.path(), 2, 3, None, Some(&tag), |f| f.write_all(b"x\n")).unwrap();
+        assert!(base.ends_with(&format!(",W=3,E={tag}")), "{base}");
+        assert_eq!(find_tag(t.path(), &tag).unwrap(), Tagged::Stored);
+        let other = delivery_tag("other", "bob@example.com");
+        assert_eq!(find_tag(t.path(), &other).unwrap(), Tagged::Absent);
+        // Seen by a reader: moved to cur/ with flags, still found.
+        let cur = t
+            .path()
+            .join("cur")
+            .join(cur_name(&base, &Flags::parse("S"), ""));
+        fs::rename(&p, &cur).unwrap();
+        assert_eq!(find_tag(t.path(), &tag).unwrap(), Tagged::Stored);
+        fs::remove_file(&cur).unwrap();
+        assert_eq!(find_tag(t.path(), &tag).unwrap(), Tagged::Absent);
+        // Being written by another transaction: neither stored nor absent;
+        // a leftover of a delivery that died long ago is absent.
+        let tmp = t.path().join("tmp").join(&base);
+        fs::write(&tmp, b"x").unwrap();
+        assert_eq!(find_tag(t.path(), &tag).unwrap(), Tagged::Storing);
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        File::options()
+            .write(true)
+            .open(&tmp)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert_eq!(find_tag(t.path(), &tag).unwrap(), Tagged::Absent);
     }
 
     #[test]

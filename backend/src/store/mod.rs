@@ -170,13 +170,14 @@ impl AccountStore {
 
     /// Delivers a message to INBOX, durably; blocking. Returns its path.
     pub fn deliver(&self, body: &[u8]) -> Result<PathBuf, StoreError> {
-        self.deliver_parts(&[body])
+        self.deliver_parts(&[body], None)
     }
 
     /// Delivers the concatenation of `parts` (in LF form) to INBOX, durably:
     /// per-recipient headers in front of a body shared by all recipients,
-    /// without copying the body. Returns the message's path.
-    pub fn deliver_parts(&self, parts: &[&[u8]]) -> Result<PathBuf, StoreError> {
+    /// without copying the body. `tag` ([`maildir::delivery_tag`]) goes
+    /// into the file name. Returns the message's path.
+    pub fn deliver_parts(&self, parts: &[&[u8]], tag: Option<&str>) -> Result<PathBuf, StoreError> {
         self.ensure()?;
         let (mut size, mut vsize) = (0, 0);
         for p in parts {
@@ -184,13 +185,20 @@ impl AccountStore {
             size += s;
             vsize += v;
         }
-        let (_, path) = maildir::deliver_from(&self.dir, size, vsize, None, |f| {
+        let (_, path) = maildir::deliver_from(&self.dir, size, vsize, None, tag, |f| {
             use std::io::Write;
             parts.iter().try_for_each(|p| f.write_all(p))
         })
         .map_err(|e| StoreError::io(&self.dir, e))?;
         let _ = quota::add(&self.dir, size as i64, 1);
         Ok(path)
+    }
+
+    /// Whether INBOX holds a copy delivered with `tag`, in `new/` or `cur/`,
+    /// or one is being written (a directory scan: only for retries whose
+    /// outcome is unknown).
+    pub fn find_delivery(&self, tag: &str) -> Result<maildir::Tagged, StoreError> {
+        maildir::find_tag(&self.dir, tag).map_err(|e| StoreError::io(&self.dir, e))
     }
 
     /// Quota usage (bytes, messages) against `limit` bytes.

@@ -33,9 +33,11 @@ impl Recorder for Recording<'_> {
             return;
         }
         let address = &self.e.header.recipients[r].address;
+        let lost_past_dot = matches!(outcome, Outcome::Unknown(_));
         let event = match outcome {
             Outcome::Delivered => {
                 st.rcpts[r] = RcptState::Delivered;
+                st.uncertain[r] = false;
                 self.q
                     .metrics
                     .recipient(if relay { "relayed" } else { "delivered" });
@@ -51,16 +53,22 @@ impl Recorder for Recording<'_> {
                     reply: reply.clone(),
                     bounced: false,
                 };
+                st.uncertain[r] = false;
                 Some(Event::Failed { r, reply })
             }
-            Outcome::Deferred(why) => {
+            Outcome::Deferred(why) | Outcome::Unknown(why) => {
+                // Unknown: the copy may be stored; once journalled, the
+                // retry asks the backend to look (it stays so until a
+                // definite outcome).
+                let unknown = lost_past_dot && !st.uncertain[r];
                 self.q.metrics.recipient("deferred");
-                tracing::info!(queue_id = %self.e.header.id, session = %self.e.header.session, rcpt = %address, error = %why, "deferred");
+                tracing::info!(queue_id = %self.e.header.id, session = %self.e.header.session, rcpt = %address, error = %why, unknown, "deferred");
                 st.rcpts[r] = RcptState::Pending {
                     error: Some(why.clone()),
                 };
                 st.last_error = Some(why);
-                None
+                st.uncertain[r] |= unknown;
+                unknown.then_some(Event::Unknown { r })
             }
         };
         if let (Some(event), true) = (event, st.spooled) {
@@ -86,16 +94,16 @@ async fn journal_append(q: &Queue, id: &str, event: Event) {
 
 /// Delivers the entry's pending recipients once; every outcome recorded.
 pub(super) async fn deliver(q: Arc<Queue>, e: Arc<Entry>, message: Arc<Vec<u8>>) {
-    let (pending, retry): (Vec<usize>, bool) = {
+    let (pending, retry, uncertain, spooled) = {
         let st = e.state.lock().await;
-        let pending = st
+        let pending: Vec<usize> = st
             .rcpts
             .iter()
             .enumerate()
             .filter(|(_, s)| matches!(s, RcptState::Pending { .. }))
             .map(|(i, _)| i)
             .collect();
-        (pending, st.attempts > 0)
+        (pending, st.attempts > 0, st.uncertain.clone(), st.spooled)
     };
     if pending.is_empty() {
         return;
@@ -135,12 +143,22 @@ pub(super) async fn deliver(q: Arc<Queue>, e: Arc<Entry>, message: Arc<Vec<u8>>)
             },
         }
     }
+    if spooled && !clusters.is_empty() {
+        // Before any body goes out: should we die during this attempt,
+        // the restart knows its pending recipients are uncertain. Only
+        // retries pay this fsync (a first attempt is not spooled yet).
+        journal_append(&q, &e.header.id, Event::Trying).await;
+    }
     let data = Arc::new(dot_stuff(&message));
     let mut set = JoinSet::new();
     for (cluster, rcpts) in clusters {
         let (q, e, data) = (q.clone(), e.clone(), data.clone());
+        // One uncertain recipient marks the transaction: the backend then
+        // looks for every recipient's copy (a scan each, on retries only).
+        let retry = rcpts.iter().any(|(r, _)| uncertain.get(*r) == Some(&true));
         set.spawn(async move {
-            let tx = transaction(&e.header, rcpts, &data);
+            let mut tx = transaction(&e.header, rcpts, &data);
+            tx.retry = retry;
             let rec = Recording { q: &q, e: &e };
             lmtp::deliver(
                 &q.router,
@@ -184,6 +202,8 @@ fn transaction<'a>(
         data,
         eight_bit: h.eight_bit,
         smtputf8: h.smtputf8,
+        envid: &h.id,
+        retry: false,
     }
 }
 

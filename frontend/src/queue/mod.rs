@@ -14,13 +14,21 @@
 //! Exactly once: an attempt still in flight is never retried beside
 //! itself (an entry is `busy` until its attempt ended), and each
 //! recipient's 250 is journalled with fsync as soon as it is read, so
-//! neither a retry nor a restart delivers it again. One window remains,
-//! the one every MTA has (RFC 1047): a crash between the backend's 250 and
-//! our fsync of it, or a connection lost after the final dot before the
-//! replies arrive, means the recipient is retried and gets a second copy;
-//! a SIGKILL doubles at most the transactions in flight at that moment.
-//! Likewise, a frontend that dies after an immediate delivery and before
-//! it answered the SMTP client leads the client to send again.
+//! neither a retry nor a restart delivers it again. The window every MTA
+//! has (RFC 1047), a crash between the backend's 250 and our fsync of it
+//! or a connection lost after the final dot before the replies arrive, is
+//! closed with the backend: every LMTP transaction carries the queue id as
+//! `ENVID=`, which tags each stored copy's file name, and a recipient
+//! whose outcome is unknown is retried with `X-TANDEM-RETRY`, so that the
+//! backend answers 250 for a copy it finds instead of storing another
+//! (see `transaction`). Unknown means: the connection broke after the
+//! body was sent (journalled `Unknown`), or the process died during an
+//! attempt (a spooled entry journals `Trying` before each retry; one
+//! without any ended attempt was spooled while its first ran). First
+//! deliveries pay nothing for this; the backend scans a mailbox only for
+//! marked retries. What remains: a frontend that dies after an immediate
+//! delivery and before it answered the SMTP client leads the client to
+//! send again (under a new queue id), and the smarthost gets no tags.
 //!
 //! - [`envelope`]: what the SMTP server hands over and what it gets back;
 //! - [`config`]: the `frontend.queue` section;
@@ -90,6 +98,10 @@ struct State {
     /// Unix seconds when the next attempt is due.
     next: i64,
     last_error: Option<String>,
+    /// Per recipient: an earlier attempt may have stored its copy though
+    /// no 250 was journalled; its next LMTP transaction is marked
+    /// `X-TANDEM-RETRY` so that the backend looks before storing.
+    uncertain: Vec<bool>,
     /// Open for appends once the entry is in the spool.
     spooled: bool,
     /// `tandem queue delete` while an attempt ran: removed when it ends.
@@ -102,9 +114,16 @@ impl Entry {
     }
 
     fn from_loaded(l: Loaded, spooled: bool) -> Self {
+        // A fresh entry's first attempt is not in flight yet.
+        let uncertain = if spooled {
+            l.uncertain()
+        } else {
+            vec![false; l.rcpts.len()]
+        };
         Entry {
             header: l.header,
             state: tokio::sync::Mutex::new(State {
+                uncertain,
                 rcpts: l.rcpts,
                 attempts: l.attempts,
                 next: l.next,
@@ -166,7 +185,16 @@ impl Queue {
         let blocking = Blocking::new(16);
         let d = dir.clone();
         let recovered = blocking
-            .run(move || spool::load_all(&d, true))
+            .run(move || {
+                let mut recovered = spool::load_all(&d, true)?;
+                for l in &mut recovered.entries {
+                    if let Err(e) = l.remember_uncertain(&d) {
+                        // Only in memory then: right until the next crash.
+                        tracing::error!(queue_id = %l.header.id, error = %e, "cannot journal an unknown outcome");
+                    }
+                }
+                Ok::<_, std::io::Error>(recovered)
+            })
             .await
             .map_err(|e| QueueError::Dir {
                 path: dir.clone(),
@@ -399,6 +427,9 @@ impl Queue {
                     r,
                     reply: reply.clone(),
                 }),
+                RcptState::Pending { .. } if st.uncertain.get(r) == Some(&true) => {
+                    Some(Event::Unknown { r })
+                }
                 RcptState::Pending { .. } => None,
             })
             .collect();

@@ -5,7 +5,8 @@
 //! - `ID.q`: a journal of JSON lines. The first line is the [`Header`]
 //!   (envelope, routes, creation time); every later line an [`Event`]
 //!   appended and `fdatasync`ed when it happens (a recipient delivered or
-//!   failed, a DSN sent for it, an attempt ended).
+//!   failed, a DSN sent for it, an attempt started or ended, an attempt's
+//!   outcome for a recipient unknown).
 //!
 //! Creation writes `ID.msg.tmp` and `ID.q.tmp`, fsyncs both, renames them
 //! (the `.q` rename is the commit point) and fsyncs the directory. Removal
@@ -84,6 +85,13 @@ pub enum Event {
     },
     /// `tandem queue retry` while no daemon ran: due now.
     Retry,
+    /// An attempt of the spooled entry starts: until its `Attempt`, any
+    /// pending recipient may have been stored by the backend unbeknownst
+    /// to us (see [`Loaded::uncertain`]).
+    Trying,
+    /// Recipient `r`'s copy may have been stored though no 250 was read
+    /// (the connection was lost past the final dot).
+    Unknown { r: usize },
 }
 
 /// Where a recipient stands.
@@ -110,6 +118,12 @@ pub struct Loaded {
     /// Unix seconds; 0 when due now.
     pub next: i64,
     pub last_error: Option<String>,
+    /// Per recipient: an `Unknown` event was journalled for it.
+    pub unknown: Vec<bool>,
+    /// An attempt may have been in flight when the journal ends: no
+    /// attempt ended yet (the first runs before the entry is spooled), or
+    /// a `Trying` came after the last `Attempt`.
+    pub in_flight: bool,
 }
 
 impl Loaded {
@@ -121,7 +135,21 @@ impl Loaded {
             attempts: 0,
             next: 0,
             last_error: None,
+            unknown: vec![false; n],
+            in_flight: true,
         }
+    }
+
+    /// Per recipient: whether a retry must ask the backend to look for a
+    /// copy already stored, because the journal cannot tell whether an
+    /// earlier attempt stored it (pending, and an attempt was in flight
+    /// when the process died, or an attempt lost its reply).
+    pub fn uncertain(&self) -> Vec<bool> {
+        self.rcpts
+            .iter()
+            .zip(&self.unknown)
+            .map(|(s, &u)| matches!(s, RcptState::Pending { .. }) && (u || self.in_flight))
+            .collect()
     }
 
     /// Applies one event; one naming a recipient that does not exist is
@@ -147,6 +175,7 @@ impl Loaded {
                 }
             }
             Event::Attempt { n, next, error } => {
+                self.in_flight = false;
                 self.attempts = *n;
                 self.next = *next;
                 if error.is_some() {
@@ -154,7 +183,30 @@ impl Loaded {
                 }
             }
             Event::Retry => self.next = 0,
+            Event::Trying => self.in_flight = true,
+            Event::Unknown { r } => {
+                if let Some(u) = self.unknown.get_mut(*r) {
+                    *u = true;
+                }
+            }
         }
+    }
+
+    /// After a restart, makes the uncertainty an unfinished attempt left
+    /// durable as `Unknown` events, so that it outlives the next ended
+    /// attempt (a retry refused with 4xx, then another crash, must still
+    /// ask the backend). Appends only for entries that were in flight.
+    pub fn remember_uncertain(&mut self, dir: &Path) -> io::Result<()> {
+        if !self.in_flight {
+            return Ok(());
+        }
+        for r in 0..self.rcpts.len() {
+            if matches!(self.rcpts[r], RcptState::Pending { .. }) && !self.unknown[r] {
+                append(dir, &self.header.id, &Event::Unknown { r })?;
+                self.unknown[r] = true;
+            }
+        }
+        Ok(())
     }
 
     pub fn pending(&self) -> impl Iterator<Item = usize> + '_ {
@@ -418,6 +470,40 @@ mod tests {
             smtputf8: false,
             size: 5,
         }
+    }
+
+    #[test]
+    fn uncertain_recipients_are_those_an_unfinished_attempt_may_have_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // Spooled while accept's first attempt may still run: both unknown.
+        create(d, &header("C1"), &[], b"m").unwrap();
+        assert_eq!(load(d, "C1", true).unwrap().uncertain(), [true, true]);
+        // That attempt ended: nothing in flight.
+        let attempt = Event::Attempt {
+            n: 1,
+            next: 5,
+            error: None,
+        };
+        append(d, "C1", &attempt).unwrap();
+        assert_eq!(load(d, "C1", true).unwrap().uncertain(), [false, false]);
+        // A retry started and the process died: every pending one.
+        append(d, "C1", &Event::Trying).unwrap();
+        append(d, "C1", &Event::Delivered { r: 1 }).unwrap();
+        assert_eq!(load(d, "C1", true).unwrap().uncertain(), [true, false]);
+        // Made durable at the restart: still uncertain after it ended.
+        let mut l = load(d, "C1", true).unwrap();
+        l.remember_uncertain(d).unwrap();
+        append(d, "C1", &attempt).unwrap();
+        assert_eq!(load(d, "C1", true).unwrap().uncertain(), [true, false]);
+        // It ended, having lost recipient 0's reply past the dot.
+        append(d, "C1", &Event::Unknown { r: 0 }).unwrap();
+        append(d, "C1", &attempt).unwrap();
+        let l = load(d, "C1", true).unwrap();
+        assert_eq!((l.uncertain(), l.in_flight), (vec![true, false], false));
+        // A damaged index is ignored.
+        append(d, "C1", &Event::Unknown { r: 7 }).unwrap();
+        assert!(load(d, "C1", true).is_ok());
     }
 
     #[test]

@@ -3,6 +3,12 @@
 //! commands pipelined when the server offers PIPELINING (RFC 2920), the
 //! RCPT replies per recipient, and after DATA one reply per accepted
 //! recipient for LMTP (RFC 2033 §4.2) or one for all of them for SMTP.
+//!
+//! A Tandem backend (LHLO keyword `X-TANDEM-DEDUP`) is given the queue id
+//! as `ENVID=` (RFC 3461 §4.4, xtext) on every transaction, which tags the
+//! stored copies at no cost, and `X-TANDEM-RETRY` when an earlier attempt
+//! may have stored some copies without our knowing: then it looks for a
+//! copy with the same tag before storing. Other servers get neither.
 
 use std::future::Future;
 
@@ -16,6 +22,9 @@ pub enum Outcome {
     Delivered,
     /// Try again later; the reply or the error that broke the dialogue.
     Deferred(String),
+    /// Try again later, but the server may have stored the copy: the
+    /// dialogue broke after the message's final dot, before its reply.
+    Unknown(String),
     /// 5xx: never retried, reported in a DSN.
     Failed(String),
 }
@@ -49,7 +58,14 @@ pub struct Transaction<'a> {
     pub data: &'a [u8],
     pub eight_bit: bool,
     pub smtputf8: bool,
+    /// The queue id, sent as `ENVID=` to a server that dedupes.
+    pub envid: &'a str,
+    /// Some recipient's earlier outcome is unknown: `X-TANDEM-RETRY`.
+    pub retry: bool,
 }
+
+/// The LHLO keyword of a server that takes `ENVID=` and `X-TANDEM-RETRY`.
+pub const DEDUP: &str = "X-TANDEM-DEDUP";
 
 /// Which reply shape follows DATA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,11 +85,19 @@ pub async fn run<R: Recorder>(
     recorder: &R,
 ) {
     let mut answered = vec![false; tx.recipients.len()];
-    if let Err(e) = exchange(d, ehlo, flavour, tx, recorder, &mut answered).await {
+    let mut sent = false;
+    let r = exchange(d, ehlo, flavour, tx, recorder, &mut answered, &mut sent).await;
+    if let Err(e) = r {
         let why = e.to_string();
         for (i, (rcpt, _)) in tx.recipients.iter().enumerate() {
             if !answered[i] {
-                recorder.record(*rcpt, Outcome::Deferred(why.clone())).await;
+                // Once the body went out, its final dot may have arrived.
+                let outcome = if sent {
+                    Outcome::Unknown(why.clone())
+                } else {
+                    Outcome::Deferred(why.clone())
+                };
+                recorder.record(*rcpt, outcome).await;
             }
         }
     }
@@ -86,8 +110,15 @@ async fn exchange<R: Recorder>(
     tx: &Transaction<'_>,
     recorder: &R,
     answered: &mut [bool],
+    sent: &mut bool,
 ) -> Result<(), DialogueError> {
     let mut mail = format!("MAIL FROM:<{}>", tx.sender);
+    if flavour == Flavour::Lmtp && ehlo.extension(DEDUP).is_some() && !tx.envid.is_empty() {
+        mail.push_str(&format!(" ENVID={}", xtext(tx.envid)));
+        if tx.retry {
+            mail.push_str(" X-TANDEM-RETRY");
+        }
+    }
     if tx.eight_bit && ehlo.extension("8BITMIME").is_some() {
         mail.push_str(" BODY=8BITMIME");
     }
@@ -156,6 +187,7 @@ async fn exchange<R: Recorder>(
         }
         return Ok(());
     }
+    *sent = true;
     d.send(tx.data).await?;
     match flavour {
         Flavour::Lmtp => {
@@ -180,7 +212,7 @@ async fn exchange<R: Recorder>(
     Ok(())
 }
 
-/// RFC 3461 §4 xtext, for XCLIENT attribute values.
+/// RFC 3461 §4 xtext, for XCLIENT attribute values and ENVID.
 pub fn xtext(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
@@ -236,6 +268,7 @@ mod tests {
 
     async fn run_script(
         flavour: Flavour,
+        retry: bool,
         ehlo: &[&str],
         rcpts: usize,
         replies: &'static str,
@@ -254,6 +287,8 @@ mod tests {
             data: b"Subject: t\r\n\r\nhi\r\n.\r\n",
             eight_bit: false,
             smtputf8: false,
+            envid: "18F0A+1",
+            retry,
         };
         let log = Log::default();
         run(&mut d, &ehlo, flavour, &tx, &log).await;
@@ -266,6 +301,7 @@ mod tests {
     async fn lmtp_replies_per_recipient_pipelined() {
         let (log, seen) = run_script(
             Flavour::Lmtp,
+            false,
             &["h", "PIPELINING", "SIZE 100"],
             3,
             "250 ok\r\n250 ok\r\n550 5.1.1 no\r\n250 ok\r\n354 go\r\n",
@@ -290,6 +326,7 @@ mod tests {
     async fn a_connection_lost_after_the_dot_defers_the_rest() {
         let (log, _) = run_script(
             Flavour::Lmtp,
+            false,
             &["h", "PIPELINING"],
             2,
             "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n",
@@ -297,16 +334,43 @@ mod tests {
         )
         .await;
         assert_eq!(log[0], (0, Outcome::Delivered));
+        // Its copy may be stored: the retry must ask.
         assert!(
-            matches!(&log[1], (1, Outcome::Deferred(why)) if why.contains("closed")),
+            matches!(&log[1], (1, Outcome::Unknown(why)) if why.contains("closed")),
             "{log:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_tandem_backend_gets_the_envelope_id_and_the_retry_marker() {
+        let tandem: &[&str] = &["h", "PIPELINING", DEDUP];
+        // Neither for a server that does not say it understands them, nor
+        // for the smarthost.
+        let cases: &[(Flavour, bool, &[&str], &str)] = &[
+            (Flavour::Lmtp, false, tandem, " ENVID=18F0A+2B1"),
+            (
+                Flavour::Lmtp,
+                true,
+                tandem,
+                " ENVID=18F0A+2B1 X-TANDEM-RETRY",
+            ),
+            (Flavour::Lmtp, true, &["h", "PIPELINING"], ""),
+            (Flavour::Smtp, true, tandem, ""),
+        ];
+        for &(flavour, retry, ehlo, params) in cases {
+            let ok = "250 ok\r\n250 ok\r\n354 go\r\n";
+            let (log, seen) = run_script(flavour, retry, ehlo, 1, ok, "250 ok\r\n").await;
+            let want = format!("MAIL FROM:<a@x.test>{params}\r\n");
+            assert!(seen.starts_with(&want), "{seen}");
+            assert_eq!(log, [(0, Outcome::Delivered)]);
+        }
     }
 
     #[tokio::test]
     async fn smtp_one_reply_for_all_and_a_refused_sender() {
         let (log, _) = run_script(
             Flavour::Smtp,
+            false,
             &["h", "PIPELINING"],
             2,
             "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n",
@@ -316,6 +380,7 @@ mod tests {
         assert_eq!(log, vec![(0, Outcome::Delivered), (1, Outcome::Delivered)]);
         let (log, _) = run_script(
             Flavour::Smtp,
+            false,
             &["h", "PIPELINING"],
             2,
             "553 5.7.1 sender refused\r\n503 no\r\n503 no\r\n503 no\r\n",
@@ -327,6 +392,7 @@ mod tests {
         // A server answering DATA with 250 delivered nothing.
         let (log, _) = run_script(
             Flavour::Lmtp,
+            false,
             &["h", "PIPELINING"],
             1,
             "250 ok\r\n250 ok\r\n250 ok\r\n",

@@ -276,6 +276,10 @@ impl<'a, Q: Sink> Session<'a, Q> {
             Command::Mail { auth: Some(_), .. } if !self.kind.submission() => {
                 self.error("555 5.5.4 Unsupported MAIL parameter")
             }
+            // DSN is not offered, nor Tandem's LMTP-only retry marker.
+            Command::Mail { envid: Some(_), .. } | Command::Mail { retry: true, .. } => {
+                self.error("555 5.5.4 Unsupported MAIL parameter")
+            }
             Command::Mail {
                 from, size, body, ..
             } => self.mail(from, size, body == Some(shared::smtp::Body::EightBitMime)),

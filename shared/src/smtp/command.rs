@@ -27,6 +27,14 @@ pub enum Command<'a> {
         /// `AUTH=<xtext>` (RFC 4954 §5): only where AUTH is offered, and
         /// then ignored (the session knows who authenticated).
         auth: Option<&'a str>,
+        /// `ENVID=<xtext>` (RFC 3461 §4.4), still xtext-encoded, at most
+        /// 100 characters: Tandem's LMTP takes it from its own frontends
+        /// (the queue id) to tag stored copies; SMTP refuses it.
+        envid: Option<&'a str>,
+        /// `X-TANDEM-RETRY`: the outcome of an earlier attempt of this
+        /// transaction is unknown, so the server checks for copies already
+        /// stored under the same ENVID (LMTP from trusted peers only).
+        retry: bool,
     },
     /// `RCPT TO:<path>`, without source route.
     Rcpt {
@@ -100,6 +108,8 @@ impl ParseError {
 
 /// RFC 5321 §4.5.3.1.3: a path is at most 256 octets with its brackets.
 const MAX_PATH: usize = 256;
+/// RFC 3461 §4.4: an ENVID is at most 100 characters (as xtext).
+pub const MAX_ENVID: usize = 100;
 
 /// Parses one command line (CRLF already removed).
 pub fn parse(line: &[u8]) -> Result<Command<'_>, ParseError> {
@@ -194,7 +204,8 @@ fn mail(rest: &str) -> Result<Command<'_>, ParseError> {
         return Err(ParseError::Syntax("Syntax: MAIL FROM:<address>"));
     };
     let (from, params) = path(arg)?;
-    let (mut size, mut body, mut auth) = (None, None, None);
+    let (mut size, mut body, mut auth, mut envid) = (None, None, None, None);
+    let mut retry = false;
     for p in params.split(' ').filter(|p| !p.is_empty()) {
         let (key, value) = p.split_once('=').unwrap_or((p, ""));
         if key.eq_ignore_ascii_case("SIZE") {
@@ -222,6 +233,16 @@ fn mail(rest: &str) -> Result<Command<'_>, ParseError> {
                 return Err(ParseError::Syntax("Duplicate AUTH parameter"));
             }
             auth = Some(value);
+        } else if key.eq_ignore_ascii_case("ENVID") {
+            if envid.is_some() {
+                return Err(ParseError::Syntax("Duplicate ENVID parameter"));
+            }
+            if value.is_empty() || value.len() > MAX_ENVID || !is_xtext(value) {
+                return Err(ParseError::Syntax("Bad ENVID parameter"));
+            }
+            envid = Some(value);
+        } else if key.eq_ignore_ascii_case("X-TANDEM-RETRY") && p.len() == key.len() {
+            retry = true;
         } else {
             return Err(ParseError::Param("Unsupported MAIL parameter"));
         }
@@ -231,7 +252,31 @@ fn mail(rest: &str) -> Result<Command<'_>, ParseError> {
         size,
         body,
         auth,
+        envid,
+        retry,
     })
+}
+
+/// RFC 3461 §4: xtext is printable ASCII but `+` and `=`, with `+XX`
+/// (two upper-case hex digits) for anything else.
+fn is_xtext(value: &str) -> bool {
+    let b = value.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => {
+                let hex =
+                    |c: Option<&u8>| c.is_some_and(|c| matches!(c, b'0'..=b'9' | b'A'..=b'F'));
+                if !hex(b.get(i + 1)) || !hex(b.get(i + 2)) {
+                    return false;
+                }
+                i += 3;
+            }
+            b'!'..=b'~' if b[i] != b'=' => i += 1,
+            _ => return false,
+        }
+    }
+    true
 }
 
 fn rcpt(rest: &str) -> Result<Command<'_>, ParseError> {
@@ -337,6 +382,19 @@ mod tests {
             size,
             body,
             auth: None,
+            envid: None,
+            retry: false,
+        }
+    }
+
+    fn tagged(size: Option<u64>, envid: &str, retry: bool) -> Command<'_> {
+        Mail {
+            from: "a@b",
+            size,
+            body: None,
+            auth: None,
+            envid: Some(envid),
+            retry,
         }
     }
 
@@ -400,6 +458,8 @@ mod tests {
                     size: None,
                     body: None,
                     auth: Some("<>"),
+                    envid: None,
+                    retry: false,
                 }),
             ),
             (
@@ -409,6 +469,8 @@ mod tests {
                     size: Some(5),
                     body: None,
                     auth: Some("a+2Bb@c"),
+                    envid: None,
+                    retry: false,
                 }),
             ),
             (
@@ -421,6 +483,44 @@ mod tests {
             ),
             (
                 b"MAIL FROM:<a@b> RET=HDRS",
+                Err(Param("Unsupported MAIL parameter")),
+            ),
+            (
+                b"MAIL FROM:<a@b> ENVID=1A2B+2B3 X-TANDEM-RETRY",
+                Ok(tagged(None, "1A2B+2B3", true)),
+            ),
+            (
+                b"MAIL FROM:<a@b> envid=q1 x-tandem-retry SIZE=3",
+                Ok(tagged(Some(3), "q1", true)),
+            ),
+            (b"MAIL FROM:<a@b> ENVID=q1", Ok(tagged(None, "q1", false))),
+            (
+                b"MAIL FROM:<a@b> ENVID=",
+                Err(Syntax("Bad ENVID parameter")),
+            ),
+            (b"MAIL FROM:<a@b> ENVID", Err(Syntax("Bad ENVID parameter"))),
+            (
+                b"MAIL FROM:<a@b> ENVID=a=b",
+                Err(Syntax("Bad ENVID parameter")),
+            ),
+            (
+                b"MAIL FROM:<a@b> ENVID=a+2",
+                Err(Syntax("Bad ENVID parameter")),
+            ),
+            (
+                b"MAIL FROM:<a@b> ENVID=a+zz",
+                Err(Syntax("Bad ENVID parameter")),
+            ),
+            (
+                b"MAIL FROM:<a@b> ENVID=a+2b",
+                Err(Syntax("Bad ENVID parameter")),
+            ),
+            (
+                b"MAIL FROM:<a@b> ENVID=a ENVID=b",
+                Err(Syntax("Duplicate ENVID parameter")),
+            ),
+            (
+                b"MAIL FROM:<a@b> X-TANDEM-RETRY=1",
                 Err(Param("Unsupported MAIL parameter")),
             ),
             (b"MAIL FROM:<a@b", Err(Path("Missing '>' in address"))),
@@ -546,6 +646,14 @@ mod tests {
         for (line, want) in cases {
             assert_eq!(&parse(line), want, "{:?}", String::from_utf8_lossy(line));
         }
+    }
+
+    #[test]
+    fn envid_length_is_bounded() {
+        let ok = format!("MAIL FROM:<a@b> ENVID={}", "e".repeat(MAX_ENVID));
+        assert!(matches!(parse(ok.as_bytes()), Ok(Mail { envid: Some(e), .. }) if e.len() == 100));
+        let long = format!("MAIL FROM:<a@b> ENVID={}", "e".repeat(MAX_ENVID + 1));
+        assert_eq!(parse(long.as_bytes()), Err(Syntax("Bad ENVID parameter")));
     }
 
     #[test]

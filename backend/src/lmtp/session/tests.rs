@@ -177,6 +177,7 @@ async fn greeting_lhlo_and_quit() {
             "250-8BITMIME",
             "250-SIZE 52428800",
             "250-XCLIENT ADDR SESSION",
+            "250-X-TANDEM-DEDUP",
             "250 CHUNKING",
             "250 2.0.0 OK",
             "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery",
@@ -293,6 +294,7 @@ async fn sequence_and_syntax_errors_leave_the_session_usable() {
             "250-8BITMIME",
             "250-SIZE 52428800",
             "250-XCLIENT ADDR SESSION",
+            "250-X-TANDEM-DEDUP",
             "250 CHUNKING",
             "503 5.5.1 Send MAIL first",
             "503 5.5.1 Send MAIL first",
@@ -566,4 +568,95 @@ async fn xclient_names_the_frontend_session_and_client() {
     );
     let m = &f.inbox("alice@example.com")[0];
     assert!(m.contains("Received: from mx.test ([198.51.100.9])"), "{m}");
+}
+
+#[tokio::test]
+async fn a_tagged_retry_of_a_stored_copy_is_answered_250_and_not_stored_again() {
+    let f = default_fixture().await;
+    let tx = |mail: &str, body: &str| {
+        format!(
+            "LHLO mx.test\r\n{mail}\r\nRCPT TO:<alice@example.com>\r\n\
+             RCPT TO:<bob@example.com>\r\nDATA\r\nSubject: {body}\r\n\r\nx\r\n.\r\nQUIT\r\n"
+        )
+    };
+    let stored = [
+        "250 2.0.0 <alice@example.com> Saved",
+        "250 2.0.0 <bob@example.com> Saved",
+    ];
+    let mail = "MAIL FROM:<s@remote.test> ENVID=Q+2B1";
+    let r = f.talk(tx(mail, "first").as_bytes()).await;
+    assert_eq!(&after_lhlo(&r)[4..6], stored, "{r:?}");
+    // Alice's copy only is there when the retry comes (bob read and
+    // deleted his, say): alice's is recognised, bob gets a new one.
+    let bob = crate::store::path::account_dir(&f.root, &addr("bob@example.com")).unwrap();
+    for e in std::fs::read_dir(bob.join("new")).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    let retry = "MAIL FROM:<s@remote.test> ENVID=Q+2B1 X-TANDEM-RETRY";
+    let r = f.talk(tx(retry, "retry").as_bytes()).await;
+    assert_eq!(
+        &after_lhlo(&r)[4..6],
+        ["250 2.0.0 <alice@example.com> Already delivered", stored[1]],
+        "{r:?}"
+    );
+    assert_eq!(f.inbox("alice@example.com").len(), 1);
+    assert!(f.inbox("alice@example.com")[0].contains("Subject: first"));
+    assert_eq!(f.inbox("bob@example.com").len(), 1);
+    assert_eq!(f.count("duplicate"), 1);
+    // Seen and moved to cur/ by a reader: still recognised.
+    let alice = crate::store::path::account_dir(&f.root, &addr("alice@example.com")).unwrap();
+    for e in std::fs::read_dir(alice.join("new")).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_str().unwrap().to_owned();
+        std::fs::rename(&p, alice.join("cur").join(format!("{name}:2,S"))).unwrap();
+    }
+    let r = f.talk(tx(retry, "again").as_bytes()).await;
+    assert_eq!(
+        after_lhlo(&r)[4],
+        "250 2.0.0 <alice@example.com> Already delivered"
+    );
+    assert_eq!(
+        after_lhlo(&r)[5],
+        "250 2.0.0 <bob@example.com> Already delivered"
+    );
+    assert_eq!(f.count("duplicate"), 3);
+    // Another envelope id, no envelope id, or no retry marker: stored.
+    for mail in [
+        "MAIL FROM:<s@remote.test> ENVID=Q2 X-TANDEM-RETRY",
+        "MAIL FROM:<s@remote.test> X-TANDEM-RETRY",
+        "MAIL FROM:<s@remote.test> ENVID=Q+2B1",
+    ] {
+        let r = f.talk(tx(mail, "new").as_bytes()).await;
+        assert_eq!(&after_lhlo(&r)[4..6], stored, "{mail}: {r:?}");
+    }
+    assert_eq!(
+        f.inbox("alice@example.com").len(),
+        3,
+        "new/ has the three later copies"
+    );
+    assert_eq!(f.count("duplicate"), 3);
+    // Alice's copy of Q3 is still being written by the transaction this
+    // one repeats: try later, neither stored nor claimed.
+    let tag = crate::store::maildir::delivery_tag("Q3", "alice@example.com");
+    let writing = alice
+        .join("tmp")
+        .join(format!("1.M1P1Q1.h,S=1,W=1,E={tag}"));
+    std::fs::write(&writing, b"x").unwrap();
+    let r = f
+        .talk(tx("MAIL FROM:<s@remote.test> ENVID=Q3 X-TANDEM-RETRY", "q3").as_bytes())
+        .await;
+    assert_eq!(
+        &after_lhlo(&r)[4..6],
+        [
+            "451 4.3.0 <alice@example.com> A delivery of this copy is in progress, try again later",
+            stored[1]
+        ],
+        "{r:?}"
+    );
+    assert_eq!(f.inbox("alice@example.com").len(), 3);
+    // A bad ENVID is a syntax error, not a delivery.
+    let r = f
+        .talk(b"LHLO x\r\nMAIL FROM:<s@r.test> ENVID=a=b\r\nQUIT\r\n")
+        .await;
+    assert_eq!(after_lhlo(&r)[0], "501 5.5.4 Bad ENVID parameter");
 }
