@@ -118,7 +118,7 @@ impl<'a> Session<'a> {
                     break;
                 }
                 dialog::Next::Idle => {
-                    self.reply(format_args!("421 4.4.2 {hostname} Idle timeout, closing"));
+                    self.out.idle_goodbye(hostname);
                     break;
                 }
                 dialog::Next::Gone => return,

@@ -127,8 +127,8 @@ impl<Q: Sink> Session<'_, Q> {
         let read = tokio::time::timeout(self.smtp.cfg.idle_timeout, reader.read_line(io)).await;
         let line = match read {
             Err(_) => {
-                let hostname = self.host();
-                self.reply(format_args!("421 4.4.2 {hostname} Idle timeout, closing"));
+                let host = self.host();
+                self.out.idle_goodbye(host);
                 return Err(Stop::Closed);
             }
             Ok(Err(e)) => return Err(Stop::Io(e)),

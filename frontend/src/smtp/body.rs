@@ -13,8 +13,6 @@
 //! - a NUL byte: `554 5.6.0`;
 //! - a line over 64 KiB: `550 5.6.0`.
 
-use std::io;
-
 use shared::net::dialog::Stop;
 use shared::net::{LineReader, Transport};
 use shared::smtp::data::{Chunks, DotReader, Flaws, Form, Step};
@@ -94,8 +92,8 @@ impl<Q: Sink> Session<'_, Q> {
                 Ok(Ok(b)) => b,
                 Ok(Err(e)) => break Err(Stop::Io(e)),
                 Err(_) => {
-                    let hostname = self.host();
-                    self.reply(format_args!("421 4.4.2 {hostname} Idle timeout, closing"));
+                    let host = self.host();
+                    self.out.idle_goodbye(host);
                     break Err(Stop::Closed);
                 }
             };
@@ -152,7 +150,8 @@ impl<Q: Sink> Session<'_, Q> {
             .await;
         if let Err(e) = read {
             self.body = body;
-            return Err(self.stop(e));
+            let host = self.host();
+            return Err(Stop::from_read(e, &mut self.out, host));
         }
         self.body = body;
         let Some(mut chunks) = chunks else {
@@ -257,18 +256,6 @@ impl<Q: Sink> Session<'_, Q> {
     }
 
     /// What a failed read of the body means for the session.
-    fn stop(&mut self, e: io::Error) -> Stop {
-        match e.kind() {
-            io::ErrorKind::UnexpectedEof => Stop::Eof,
-            io::ErrorKind::TimedOut => {
-                let hostname = self.host();
-                self.reply(format_args!("421 4.4.2 {hostname} Idle timeout, closing"));
-                Stop::Closed
-            }
-            _ => Stop::Io(e),
-        }
-    }
-
     fn recycle_body(&mut self) {
         if self.body.capacity() > KEEP_BODY {
             self.body = Vec::new();

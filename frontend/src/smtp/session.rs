@@ -63,7 +63,7 @@ pub(super) struct Session<'a, Q> {
     pub session: String,
     acceptor: Option<TlsAcceptor>,
     /// Replies not yet sent.
-    out: Replies,
+    pub(super) out: Replies,
     errors: u32,
     junk: u32,
     pub transactions: u32,
@@ -171,7 +171,7 @@ impl<'a, Q: Sink> Session<'a, Q> {
                     break;
                 }
                 dialog::Next::Idle => {
-                    self.reply(format_args!("421 4.4.2 {hostname} Idle timeout, closing"));
+                    self.out.idle_goodbye(hostname);
                     break;
                 }
                 dialog::Next::Gone => return,

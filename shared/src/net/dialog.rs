@@ -43,6 +43,11 @@ impl Replies {
     }
 
     /// Sends what is queued.
+    /// Queues the goodbye to a client silent for the idle timeout.
+    pub fn idle_goodbye(&mut self, host: &str) {
+        self.line(format_args!("421 4.4.2 {host} Idle timeout, closing"));
+    }
+
     pub async fn flush<S: AsyncWrite + Unpin>(&mut self, io: &mut S) -> io::Result<()> {
         if self.out.is_empty() {
             return Ok(());
@@ -150,6 +155,20 @@ impl From<io::Error> for Stop {
 }
 
 impl Stop {
+    /// A read that failed in the middle of a command (a body, a BDAT
+    /// chunk): the client left, or went silent past the idle timeout (the
+    /// goodbye is queued on `out`), or the connection failed.
+    pub fn from_read(e: io::Error, out: &mut Replies, host: &str) -> Stop {
+        match e.kind() {
+            io::ErrorKind::UnexpectedEof => Stop::Eof,
+            io::ErrorKind::TimedOut => {
+                out.idle_goodbye(host);
+                Stop::Closed
+            }
+            _ => Stop::Io(e),
+        }
+    }
+
     /// Logs the end; true when a goodbye is queued and should be sent.
     pub fn says_goodbye(&self) -> bool {
         match self {

@@ -1,8 +1,6 @@
 //! The message of a transaction: DATA (RFC 5321 §4.1.1.4) and BDAT
 //! (RFC 3030 §2) read off the connection, then handed to delivery.
 
-use std::io;
-
 use shared::net::LineReader;
 
 use shared::smtp::data::{Chunks, DotReader, Form, Step};
@@ -22,8 +20,8 @@ impl Session<'_> {
             Ok(Ok([])) => Err(Stop::Eof),
             Ok(r) => Ok(r?),
             Err(_) => {
-                let hostname = self.host();
-                self.reply(format_args!("421 4.4.2 {hostname} Idle timeout, closing"));
+                let host = self.host();
+                self.out.idle_goodbye(host);
                 Err(Stop::Closed)
             }
         }
@@ -106,15 +104,9 @@ impl Session<'_> {
                 }
             })
             .await;
-        match read {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(Stop::Eof),
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                let hostname = self.host();
-                self.reply(format_args!("421 4.4.2 {hostname} Idle timeout, closing"));
-                return Err(Stop::Closed);
-            }
-            Err(e) => return Err(Stop::Io(e)),
+        if let Err(e) = read {
+            let host = self.host();
+            return Err(Stop::from_read(e, &mut self.out, host));
         }
         self.body = body;
         self.lmtp.metrics.received_bytes.inc_by(size);
