@@ -21,7 +21,6 @@ use crate::accounts::Opened;
 /// CRLF; Postfix's 2048 leaves room for long parameters.
 const MAX_LINE: usize = 2048;
 /// BDAT chunks are read through a buffer of this size.
-const CHUNK_PIECE: usize = 64 << 10;
 /// After a big message, keep at most this much body buffer for the next.
 const KEEP_BODY: usize = 1 << 20;
 

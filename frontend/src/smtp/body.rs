@@ -24,7 +24,6 @@ use super::session::Session;
 use crate::queue::{Envelope, Refused};
 
 /// BDAT chunks are read through a buffer of this size.
-const CHUNK_PIECE: usize = 64 << 10;
 /// After a big message, keep at most this much body buffer for the next.
 const KEEP_BODY: usize = 1 << 20;
 /// The most MAIL's SIZE makes us allocate before the bytes arrive: a
@@ -136,18 +135,17 @@ impl<Q: Sink> Session<'_, Q> {
             ),
             _ => None,
         };
-        let keep = chunks.as_mut().is_some_and(|c| c.admit(size));
-        if self.scratch.is_empty() {
-            self.scratch = vec![0; CHUNK_PIECE];
-        }
         let idle = self.smtp.cfg.idle_timeout;
-        let read = reader
-            .read_chunk(io, size, &mut self.scratch, idle, |piece| {
-                if keep && let Some(c) = chunks.as_mut() {
-                    c.push(piece, &mut body);
-                }
-            })
-            .await;
+        let read = shared::net::dialog::read_bdat(
+            reader,
+            io,
+            size,
+            &mut self.scratch,
+            idle,
+            chunks.as_mut(),
+            &mut body,
+        )
+        .await;
         if let Err(e) = read {
             self.body = body;
             let host = self.host();

@@ -122,6 +122,35 @@ pub async fn next_line<'r, S: Transport>(
     }
 }
 
+/// Bytes a BDAT chunk is read in, through a scratch buffer the session
+/// keeps (allocated on its first BDAT).
+const CHUNK_PIECE: usize = 64 << 10;
+
+/// Reads a `BDAT <size>` chunk (RFC 3030), always to its end so the session
+/// stays in step; its bytes go to `body` through `chunks` when there is a
+/// transaction that admits them, and are dropped otherwise.
+pub async fn read_bdat<S: Transport>(
+    reader: &mut LineReader,
+    io: &mut S,
+    size: u64,
+    scratch: &mut Vec<u8>,
+    idle: Duration,
+    mut chunks: Option<&mut crate::smtp::data::Chunks>,
+    body: &mut Vec<u8>,
+) -> io::Result<()> {
+    let keep = chunks.as_mut().is_some_and(|c| c.admit(size));
+    if scratch.is_empty() {
+        *scratch = vec![0; CHUNK_PIECE];
+    }
+    reader
+        .read_chunk(io, size, scratch, idle, |piece| {
+            if keep && let Some(c) = chunks.as_mut() {
+                c.push(piece, body);
+            }
+        })
+        .await
+}
+
 /// STARTTLS once its `220` is queued: sends it, drops whatever the client
 /// pipelined in plaintext after the command (it must not be taken as said
 /// over TLS: CVE-2011-0411), and does the handshake.

@@ -5,7 +5,7 @@ use shared::net::LineReader;
 
 use shared::smtp::data::{Chunks, DotReader, Form, Step};
 
-use super::{CHUNK_PIECE, KEEP_BODY, Next, Session, Stop, Transport};
+use super::{KEEP_BODY, Next, Session, Stop, Transport};
 use crate::lmtp::deliver::deliver;
 
 impl Session<'_> {
@@ -92,18 +92,17 @@ impl Session<'_> {
             })),
             _ => None,
         };
-        let keep = chunks.as_mut().is_some_and(|c| c.admit(size));
-        if self.scratch.is_empty() {
-            self.scratch = vec![0; CHUNK_PIECE];
-        }
         let idle = self.lmtp.cfg.idle_timeout;
-        let read = reader
-            .read_chunk(io, size, &mut self.scratch, idle, |piece| {
-                if keep && let Some(c) = chunks.as_mut() {
-                    c.push(piece, &mut body);
-                }
-            })
-            .await;
+        let read = shared::net::dialog::read_bdat(
+            reader,
+            io,
+            size,
+            &mut self.scratch,
+            idle,
+            chunks.as_mut(),
+            &mut body,
+        )
+        .await;
         if let Err(e) = read {
             let host = self.host();
             return Err(Stop::from_read(e, &mut self.out, host));
