@@ -34,10 +34,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::node::Node;
 
-/// Largest `max_message_size` accepted: messages are held in memory while
-/// they are delivered.
-const MAX_MESSAGE_SIZE_CAP: u64 = 1 << 30;
-
 /// The `backend.lmtp` settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -70,13 +66,7 @@ impl Default for LmtpConfig {
 
 impl Validate for LmtpConfig {
     fn validate(&self, at: &str, p: &mut Problems) {
-        if self.max_message_size == 0 || self.max_message_size > MAX_MESSAGE_SIZE_CAP {
-            p.push(
-                at,
-                "max_message_size",
-                format!("must be between 1 and {MAX_MESSAGE_SIZE_CAP} bytes (1G)"),
-            );
-        }
+        shared::smtp::validate_message_size(self.max_message_size, at, p);
         if self.max_recipients == 0 {
             p.push(at, "max_recipients", "must be at least 1");
         }

@@ -19,10 +19,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use shared::config::{Problems, Validate};
 
-/// Largest `max_message_size` accepted: a message is held in memory until
-/// it is delivered or spooled.
-pub const MAX_MESSAGE_SIZE_CAP: u64 = 1 << 30;
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SmtpConfig {
@@ -82,13 +78,7 @@ impl Validate for SmtpConfig {
         {
             p.push(at, "hostname", "must be a host name, printable ASCII");
         }
-        if self.max_message_size == 0 || self.max_message_size > MAX_MESSAGE_SIZE_CAP {
-            p.push(
-                at,
-                "max_message_size",
-                format!("must be between 1 and {MAX_MESSAGE_SIZE_CAP} bytes (1G)"),
-            );
-        }
+        shared::smtp::validate_message_size(self.max_message_size, at, p);
         if self.max_recipients == 0 {
             p.push(at, "max_recipients", "must be at least 1");
         }
