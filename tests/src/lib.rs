@@ -8,5 +8,6 @@ pub mod clients;
 pub mod conformance;
 pub mod forward;
 pub mod frontend;
+pub mod fuzz;
 pub mod load;
 pub mod servers;

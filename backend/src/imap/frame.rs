@@ -366,12 +366,19 @@ pub fn literal_announcement(line: &[u8]) -> Option<(u64, bool)> {
     Some((length, sync))
 }
 
-/// The tag at the start of a command, if it is a valid one (RFC 3501 §9).
+/// Longest tag echoed back in a reply to a rejected command. RFC 3501
+/// sets no bound; real clients use a few characters.
+pub const MAX_TAG: usize = 64;
+
+/// The tag at the start of a command, if it is a valid one (RFC 3501 §9)
+/// of at most [`MAX_TAG`] bytes whose end is in `command`. A tag still
+/// arriving counts as none, so a rejected command is answered the same
+/// whichever way its bytes were split by the network.
 pub fn tag_of(command: &[u8]) -> Option<String> {
-    let end = command
+    let head = &command[..command.len().min(MAX_TAG + 1)];
+    let end = head
         .iter()
-        .position(|&b| b == b' ' || b == b'\r' || b == b'\n')
-        .unwrap_or(command.len());
+        .position(|&b| b == b' ' || b == b'\r' || b == b'\n')?;
     let tag = imap_codec::imap_types::core::Tag::try_from(&command[..end]).ok()?;
     Some(tag.as_ref().to_owned())
 }

@@ -343,21 +343,24 @@ pub fn load(dir: &Path, id: &str, repair: bool) -> io::Result<Loaded> {
         f.set_len(complete as u64)?;
         f.sync_all()?;
     }
-    let mut lines = text[..complete]
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty());
-    let first = lines.next().ok_or_else(|| bad("empty journal".into()))?;
-    let header: Header = serde_json::from_slice(first).map_err(|e| bad(format!("header: {e}")))?;
+    parse_journal(&text[..complete], id).map_err(bad)
+}
+
+/// An entry from the complete lines of its journal (a torn last line
+/// already cut off): the header line, then one event a line.
+pub fn parse_journal(text: &[u8], id: &str) -> Result<Loaded, String> {
+    let mut lines = text.split(|&b| b == b'\n').filter(|l| !l.is_empty());
+    let first = lines.next().ok_or_else(|| "empty journal".to_owned())?;
+    let header: Header = serde_json::from_slice(first).map_err(|e| format!("header: {e}"))?;
     if header.v != VERSION || header.id != id {
-        return Err(bad(format!(
+        return Err(format!(
             "header of version {} for id {}",
             header.v, header.id
-        )));
+        ));
     }
     let mut loaded = Loaded::new(header);
     for (n, l) in lines.enumerate() {
-        let e: Event =
-            serde_json::from_slice(l).map_err(|e| bad(format!("event {}: {e}", n + 1)))?;
+        let e: Event = serde_json::from_slice(l).map_err(|e| format!("event {}: {e}", n + 1))?;
         loaded.apply(&e);
     }
     Ok(loaded)

@@ -1,0 +1,4 @@
+//! AFL++ target; the logic is `tests::fuzz::smtp_data`.
+fn main() {
+    afl::fuzz!(|data: &[u8]| tests::fuzz::smtp_data(data));
+}
