@@ -4,7 +4,9 @@
 //! the lease TTL; an etcd member's death changes nothing; a node cut off
 //! from etcd fences itself before another node takes its accounts over.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tests::backend::Backend;
 use tests::clients::{imap_can_login, imap_subjects, lmtp_send, python};

@@ -9,7 +9,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use tokio::time::Instant;
 
 use imap_codec::imap_types::command::{Command, CommandBody};
 use tokio::io::AsyncWriteExt;
