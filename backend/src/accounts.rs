@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::mailboxes::KeepAlive;
 pub use crate::mailboxes::OpenMailbox;
-use crate::store::{AccountStore, Store, StoreError};
+use crate::store::{AccountStore, Store, StoreError, WriteGuard};
 
 /// Who may serve an account right now.
 pub enum Claim {
@@ -44,6 +44,9 @@ pub struct Hold {
     /// Counts the session while it lives, so the owner can tell an idle
     /// account (dropped with the session).
     pub guard: Option<Box<dyn Send + Sync>>,
+    /// Checked before each write to the account's mailboxes: refuses once
+    /// this node's lease may have run out, even before the fence ran.
+    pub write: WriteGuard,
 }
 
 impl Hold {
@@ -53,6 +56,7 @@ impl Hold {
             lost: CancellationToken::new(),
             fresh: false,
             guard: None,
+            write: WriteGuard::default(),
         }
     }
 }
@@ -261,6 +265,11 @@ impl Opened {
         &self.hold.lost
     }
 
+    /// Whether this node may still write the account (see [`Hold::write`]).
+    pub fn may_write(&self) -> bool {
+        self.hold.write.allows()
+    }
+
     /// Serialises UID list writes of this account's mailboxes on this node.
     pub async fn index_lock(&self) -> MutexGuard<'_, ()> {
         self.locks.index.lock().await
@@ -282,8 +291,10 @@ impl Opened {
         if let Some(mb) = self.cached_mailbox(&key) {
             return Ok(mb);
         }
-        let n = key.clone();
-        let mailbox = self.run(move |store| store.open_mailbox(&n)).await??;
+        let (n, write) = (key.clone(), self.hold.write.clone());
+        let mailbox = self
+            .run(move |store| store.open_mailbox_guarded(&n, write))
+            .await??;
         let mb = Arc::new(OpenMailbox::new(key.clone(), mailbox, self.locks.clone()));
         self.keep.hold(&mb);
         let mut map = self

@@ -10,7 +10,9 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// After this long without a failure, an address starts clean again.
 const FORGET_AFTER: Duration = Duration::from_secs(300);

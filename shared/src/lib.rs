@@ -6,6 +6,7 @@ pub mod admin;
 pub mod blocking;
 pub mod config;
 pub mod etcd;
+pub mod lease;
 pub mod logging;
 pub mod metrics;
 pub mod net;

@@ -4,7 +4,9 @@
 //! the lease TTL; an etcd member's death changes nothing; a node cut off
 //! from etcd fences itself before another node takes its accounts over.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tests::backend::Backend;
 use tests::clients::{imap_can_login, imap_subjects, lmtp_send, python};
@@ -470,4 +472,139 @@ fn concurrent_first_logins_on_every_node_all_succeed() {
         .map(|n| n["owned"].as_array().map_or(0, Vec::len))
         .sum();
     assert_eq!(owned, users.len(), "{st}");
+}
+
+/// The Maildir as another process sees it: file names in `new/` and `cur/`
+/// and the bytes of the UID list.
+fn maildir_snapshot(dir: &std::path::Path) -> (Vec<String>, Vec<u8>) {
+    let mut names = Vec::new();
+    for sub in ["new", "cur"] {
+        for e in std::fs::read_dir(dir.join(sub))
+            .expect("read_dir")
+            .flatten()
+        {
+            names.push(format!("{sub}/{}", e.file_name().to_string_lossy()));
+        }
+    }
+    names.sort();
+    let list = std::fs::read(dir.join("tandem-uidlist")).expect("tandem-uidlist");
+    (names, list)
+}
+
+#[test]
+fn a_node_stopped_past_its_lease_writes_nothing_when_it_resumes() {
+    use rustix::process::{Pid, Signal, kill_process};
+    let etcd = EtcdCluster::start(1).expect("etcd");
+    let yaml = etcd_yaml(&etcd.endpoints());
+    let n1 = Backend::start_with(&yaml).expect("n1");
+    n1.add_account(USER, PASS).expect("account");
+    let n2 = Backend::start_peer(&n1, "n2", &yaml).expect("n2");
+    assert_eq!(python(APPEND, &[&imap_port(&n1), "m1"]).trim(), "1");
+    assert_eq!(owned_by(&n2, "n1"), [USER]);
+
+    // A session on n1 that writes a STORE and an APPEND (LITERAL+) to its
+    // socket while n1 is stopped, then reads what n1 answers on resuming.
+    let client = r#"
+import imaplib, socket, sys
+m = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))
+m.login('alice@example.com', 'alice-pw')
+m.select('INBOX')
+print('ready', flush=True)
+sys.stdin.readline()
+msg = b'Subject: late\r\n\r\nwritten by a stopped node\r\n'
+m.send(b'a1 UID STORE 1 +FLAGS (\\Flagged)\r\n')
+m.send(b'a2 APPEND INBOX {%d+}\r\n' % len(msg) + msg + b'\r\n')
+print('queued', flush=True)
+sys.stdin.readline()
+m.sock.settimeout(20)
+got = b''
+try:
+    while b'a2 ' not in got:
+        chunk = m.sock.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+except socket.timeout:
+    got += b'(timeout)'
+print(got.decode(errors='replace').replace('\r\n', ' | '))
+"#;
+    let mut py = std::process::Command::new("python3")
+        .args(["-c", client, &imap_port(&n1)])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (Debian package python3)");
+    let mut stdin = py.stdin.take().expect("stdin");
+    let mut stdout = std::io::BufReader::new(py.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).expect("ready");
+    assert_eq!(line.trim(), "ready");
+
+    let pid = Pid::from_raw(n1.pid().expect("n1 runs") as i32).expect("pid");
+    kill_process(pid, Signal::STOP).expect("SIGSTOP n1");
+    let stopped = Instant::now();
+    std::io::Write::write_all(&mut stdin, b"go\n").expect("go");
+    line.clear();
+    std::io::BufRead::read_line(&mut stdout, &mut line).expect("queued");
+    assert_eq!(line.trim(), "queued");
+
+    // n2 takes alice once n1's lease expired, and writes: an APPEND, a flag
+    // change, and an LMTP delivery.
+    let mut taken = false;
+    while !taken && stopped.elapsed() < TTL * 5 {
+        taken = imap_can_login(n2.imap_addr(), USER, PASS) && owned_by(&n2, "n2") == [USER];
+        if !taken {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert!(taken, "n2 never took alice: {}", n2.log_tail());
+    eprintln!("n1 stopped; n2 took alice after {:?}", stopped.elapsed());
+    assert!(stopped.elapsed() >= TTL - Duration::from_secs(1));
+    let flag = r#"
+import imaplib, sys
+m = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))
+m.login('alice@example.com', 'alice-pw')
+m.append('INBOX', None, None, b'Subject: m2\r\n\r\nby n2\r\n')
+m.select('INBOX')
+print(m.uid('STORE', '1', '+FLAGS', '(\\Seen)')[0])
+m.logout()
+"#;
+    assert_eq!(python(flag, &[&imap_port(&n2)]).trim(), "OK");
+    let msg = b"Subject: m3\r\n\r\nvia lmtp on n2\r\n";
+    assert_eq!(
+        lmtp_send(n2.lmtp_addr(), "bob@example.org", &[USER], msg),
+        ""
+    );
+    let dir = n1.maildir(USER);
+    let before = maildir_snapshot(&dir);
+
+    // n1 resumes with the STORE and the APPEND waiting on its socket.
+    kill_process(pid, Signal::CONT).expect("SIGCONT n1");
+    std::io::Write::write_all(&mut stdin, b"read\n").expect("read");
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut answer).expect("answer");
+    let _ = py.wait();
+    eprintln!("n1 answered {:?} after the stop", stopped.elapsed());
+    let until = Instant::now() + TTL * 3;
+    while metric(&n1, "tandem_cluster_fencing_events_total") < 1.0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(metric(&n1, "tandem_cluster_fencing_events_total"), 1.0);
+    eprintln!("n1 answered after SIGCONT: {answer}");
+    for tag in ["a1", "a2"] {
+        let ok = format!("{tag} OK");
+        assert!(!answer.contains(&ok), "{tag} went through: {answer}");
+        assert!(
+            answer.contains(&format!("{tag} NO")) || answer.contains("* BYE"),
+            "{tag}: {answer}"
+        );
+    }
+    assert_eq!(
+        maildir_snapshot(&dir),
+        before,
+        "n1 wrote to alice's Maildir after resuming"
+    );
+    let list = imap_subjects(n2.imap_addr(), USER, PASS);
+    let subjects: Vec<&str> = list.iter().map(|(_, s)| s.as_str()).collect();
+    assert_eq!(subjects, ["m1", "m2", "m3"], "{list:?}");
 }

@@ -94,7 +94,7 @@ async fn requests_fail_over_to_the_next_member() {
     etcd.kill(0);
     // One of three left: no quorum, so writes fail with a typed error
     // naming the members, within the timeouts.
-    let start = std::time::Instant::now();
+    let start = tokio::time::Instant::now();
     let e = c
         .put("/t/k", b"w", LeaseId(0))
         .await

@@ -6,7 +6,9 @@
 //! header), which shows the proxy speaks standard IMAP.
 
 use std::io::{BufRead, BufReader, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tests::backend::{Backend, PROXY_IDENTITY, PROXY_SECRET};
 use tests::clients::{Raw, lmtp_send, python, require};
@@ -318,7 +320,7 @@ fn bad_input_before_login() {
     silent
         .set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .expect("timeout");
-    let t = std::time::Instant::now();
+    let t = tokio::time::Instant::now();
     let mut rest = Vec::new();
     let _ = (&silent).read_to_end(&mut rest);
     assert!(

@@ -1,6 +1,8 @@
 //! POP3 through the frontend: one frontend, two clusters, real clients.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tests::backend::Backend;
 use tests::clients::{lmtp_send, python, require};

@@ -3,7 +3,9 @@
 //! delivery, curl's `imap://`, and mbsync syncing both ways.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tests::backend::Backend;
 use tests::clients::{Raw, lmtp_send, python, require};

@@ -14,7 +14,9 @@
 
 use std::io::{Read, Seek};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tests::backend::Backend;
 

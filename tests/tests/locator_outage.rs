@@ -7,7 +7,9 @@
 //! while the server is down, and everything recovers when it is back.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use locator::ldap::{LdapConfig, LdapDirectory};
 use locator::model::{AccountState, ClusterState, NewAccount};

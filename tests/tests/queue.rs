@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use frontend::queue::config::{Smarthost, SmarthostAuth, SmarthostTls};
 use frontend::queue::{Disposition, Envelope, Queue, QueueConfig, Recipient, Refused, Route};

@@ -4,7 +4,9 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tests::backend::{Backend, tandem_bin};
 use tests::clients::require;

@@ -6,7 +6,9 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use ldap3::{LdapConnAsync, Scope, SearchEntry};
 use sqlx::{Connection, MySqlConnection, PgConnection};

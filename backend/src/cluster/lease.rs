@@ -1,10 +1,12 @@
 //! This node's etcd lease: granted at start, renewed every ttl/3, with the
-//! node's registration bound to it; fencing when renewal fails too long.
+//! node's registration bound to it; fencing when renewal fails too long,
+//! and a write deadline ([`Validity`]) that refuses writes from then on
+//! even when the fence itself is late (the process was stopped).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use shared::etcd::{Client, LeaseId};
+use shared::lease::{LeaseId, LeaseStore};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -26,10 +28,62 @@ pub struct Live {
     /// Cancelled when the node fences itself: everything done under this
     /// lease must stop.
     pub lost: CancellationToken,
+    /// Until when writes under this lease are safe.
+    pub valid: Arc<Validity>,
+}
+
+impl Live {
+    /// The guard a mailbox opened under this lease checks before writing.
+    pub fn write_guard(&self) -> crate::store::WriteGuard {
+        crate::store::WriteGuard::new(self.valid.clone())
+    }
+}
+
+/// The write deadline of one lease: the send time of its last successful
+/// renewal (or of its grant) plus [`NodeLease::fence_after`]. The lease
+/// lives at the store at least a ttl from that send time, so up to this
+/// deadline no other node can own this node's accounts. It only moves
+/// forward, and never again once the lease is fenced.
+pub struct Validity {
+    until: Mutex<Instant>,
+}
+
+impl Validity {
+    fn new(until: Instant) -> Validity {
+        Validity {
+            until: Mutex::new(until),
+        }
+    }
+
+    pub fn valid_until(&self) -> Instant {
+        *self.until.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether writes are still safe now.
+    pub fn is_valid(&self) -> bool {
+        Instant::now() < self.valid_until()
+    }
+
+    fn extend(&self, until: Instant) {
+        let mut u = self.until.lock().unwrap_or_else(|p| p.into_inner());
+        *u = (*u).max(until);
+    }
+
+    /// Ends it now (fenced or shut down): no write passes from here on.
+    fn end(&self) {
+        let mut u = self.until.lock().unwrap_or_else(|p| p.into_inner());
+        *u = (*u).min(Instant::now());
+    }
+}
+
+impl crate::store::guard::Permit for Validity {
+    fn may_write(&self) -> bool {
+        self.is_valid()
+    }
 }
 
 pub struct NodeLease {
-    client: Arc<Client>,
+    client: Arc<dyn LeaseStore>,
     keys: Keys,
     ttl: Duration,
     info: NodeInfo,
@@ -48,7 +102,7 @@ enum End {
 
 impl NodeLease {
     pub fn new(
-        client: Arc<Client>,
+        client: Arc<dyn LeaseStore>,
         keys: Keys,
         ttl: Duration,
         info: NodeInfo,
@@ -72,9 +126,15 @@ impl NodeLease {
     }
 
     /// The lease, while it is surely alive at etcd; `None` while the node
-    /// is starting or fenced.
+    /// is starting or fenced, or past the lease's write deadline (the fence
+    /// is about to run, or the process was stopped and it has not yet).
     pub fn current(&self) -> Option<Live> {
-        self.live.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let live = self
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        live.valid.is_valid().then_some(live)
     }
 
     /// Fencing events, as a counter that grows with each.
@@ -122,13 +182,16 @@ impl NodeLease {
                 continue;
             }
             let lost = CancellationToken::new();
+            let valid = Arc::new(Validity::new(granted + self.fence_after()));
             *self.live.lock().unwrap_or_else(|p| p.into_inner()) = Some(Live {
                 lease,
                 lost: lost.clone(),
+                valid: valid.clone(),
             });
             self.metrics.leases.inc();
             tracing::info!(node = self.node(), lease = lease.0, ttl = ?self.ttl, "holding an etcd lease; registered in the cluster");
-            let end = self.keep(lease, granted, &shutdown).await;
+            let end = self.keep(lease, granted, &valid, &shutdown).await;
+            valid.end();
             *self.live.lock().unwrap_or_else(|p| p.into_inner()) = None;
             lost.cancel();
             match end {
@@ -179,7 +242,13 @@ impl NodeLease {
     }
 
     /// Renews `lease` every ttl/3 until shutdown or until it must fence.
-    async fn keep(&self, lease: LeaseId, granted: Instant, shutdown: &CancellationToken) -> End {
+    async fn keep(
+        &self,
+        lease: LeaseId,
+        granted: Instant,
+        valid: &Validity,
+        shutdown: &CancellationToken,
+    ) -> End {
         let mut renewed = granted;
         let mut registered = Instant::now();
         let every = self.ttl / 3;
@@ -205,6 +274,7 @@ impl NodeLease {
                 (sent, r) = renewal => match r {
                     Ok(Some(_)) => {
                         renewed = sent;
+                        valid.extend(sent + self.fence_after());
                         failed = false;
                         if registered.elapsed() >= REFRESH {
                             registered = Instant::now();

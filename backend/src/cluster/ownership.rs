@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use shared::Address;
-use shared::etcd::{Client, LeaseId, Txn, TxnOp};
+use shared::lease::{Kv, LeaseId, LeaseStore, Txn, TxnOp};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -47,7 +47,7 @@ impl Drop for Session {
 
 pub struct EtcdOwnership {
     lease: Arc<NodeLease>,
-    client: Arc<Client>,
+    client: Arc<dyn LeaseStore>,
     keys: Keys,
     release_after: Duration,
     owned: Mutex<HashMap<Address, Arc<Entry>>>,
@@ -59,7 +59,7 @@ pub struct EtcdOwnership {
 impl EtcdOwnership {
     pub fn new(
         lease: Arc<NodeLease>,
-        client: Arc<Client>,
+        client: Arc<dyn LeaseStore>,
         keys: Keys,
         release_after: Duration,
         metrics: ClusterMetrics,
@@ -104,6 +104,15 @@ impl EtcdOwnership {
         owned.insert(address.clone(), e.clone());
         self.metrics.owned.set(owned.len() as i64);
         (Session(e), true)
+    }
+
+    /// Whether a release of `address` is under way (for tests of races).
+    #[cfg(test)]
+    pub(super) fn is_releasing(&self, address: &Address) -> bool {
+        self.releasing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(address)
     }
 
     async fn wait_release(&self, address: &Address) -> Result<(), OwnershipError> {
@@ -230,9 +239,10 @@ impl Ownership for EtcdOwnership {
         self.wait_release(address).await?;
         if let Some(s) = self.session(address, live.lease) {
             return Ok(Claim::Mine(Hold {
-                lost: live.lost,
+                lost: live.lost.clone(),
                 fresh: false,
                 guard: Some(Box::new(s)),
+                write: live.write_guard(),
             }));
         }
         let owner = self.keys.owner(address.as_str());
@@ -282,9 +292,10 @@ impl Ownership for EtcdOwnership {
             }
             let (s, fresh) = self.own(address, live.lease);
             return Ok(Claim::Mine(Hold {
-                lost: live.lost,
+                lost: live.lost.clone(),
                 fresh,
                 guard: Some(Box::new(s)),
+                write: live.write_guard(),
             }));
         }
         let Some(kv) = r.got(0) else {
@@ -301,7 +312,7 @@ impl EtcdOwnership {
     fn owned_by(
         &self,
         address: &Address,
-        kv: &shared::etcd::Kv,
+        kv: &Kv,
         node: &[u8],
         live: &super::lease::Live,
     ) -> Result<Claim, OwnershipError> {
@@ -322,6 +333,7 @@ impl EtcdOwnership {
             lost: live.lost.clone(),
             fresh,
             guard: Some(Box::new(s)),
+            write: live.write_guard(),
         }))
     }
 }

@@ -9,7 +9,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use tokio::time::Instant;
 
 use imap_codec::imap_types::command::{Command, CommandBody};
 use tokio::io::AsyncWriteExt;
@@ -333,13 +333,22 @@ impl Session<'_> {
 
     /// A store failure: logged with the account, answered `NO [SERVERBUG]`
     /// without details (they may name paths).
+    /// When this node may no longer write the account (its lease ran out),
+    /// whatever failed, the client is told to retry: `NO [UNAVAILABLE]`.
     pub fn store_failed(&mut self, tag: &str, what: &str, e: &dyn std::fmt::Display) -> Flow {
-        self.i.metrics.store_errors.inc();
         let user = self
             .user
             .as_ref()
             .map(|u| u.account.address.to_string())
             .unwrap_or_default();
+        if self.user.as_ref().is_some_and(|u| !u.may_write()) {
+            tracing::warn!(%user, session = %self.id, error = %e, "{what} refused: this node's lease ran out");
+            return self.no(
+                tag,
+                "[UNAVAILABLE] This server lost the account to another; try again.",
+            );
+        }
+        self.i.metrics.store_errors.inc();
         tracing::error!(%user, session = %self.id, error = %e, "{what} failed");
         self.no(
             tag,

@@ -43,6 +43,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use super::guard::WriteGuard;
 use super::maildir::sync_dir;
 
 pub const FILE_NAME: &str = "tandem-uidlist";
@@ -72,6 +73,8 @@ pub struct UidList {
     dead_records: usize,
     /// How far the file was read: (device, inode, bytes).
     read_to: Option<(u64, u64, u64)>,
+    /// Checked right before each change to the file.
+    guard: WriteGuard,
 }
 
 /// A file's identity: device and inode.
@@ -108,11 +111,24 @@ impl UidList {
             vanished_floor: 0,
             dead_records: 0,
             read_to: None,
+            guard: WriteGuard::default(),
         }
     }
 
     /// Loads the list of the mailbox at `dir`, creating it if absent.
     pub fn open(dir: &Path) -> io::Result<(UidList, Opened)> {
+        UidList::open_guarded(dir, WriteGuard::default())
+    }
+
+    /// [`UidList::open`], checking `guard` before each change to the file
+    /// (this one and every later one).
+    pub fn open_guarded(dir: &Path, guard: WriteGuard) -> io::Result<(UidList, Opened)> {
+        let (mut list, how) = UidList::load_or_create(dir, &guard)?;
+        list.guard = guard;
+        Ok((list, how))
+    }
+
+    fn load_or_create(dir: &Path, guard: &WriteGuard) -> io::Result<(UidList, Opened)> {
         let path = dir.join(FILE_NAME);
         if let Some((bytes, (dev, ino))) = load(&path)?
             && let Ok((mut list, false)) = parse(&bytes)
@@ -120,6 +136,7 @@ impl UidList {
             list.read_to = Some((dev, ino, bytes.len() as u64));
             return Ok((list, Opened::Existing));
         }
+        guard.check()?;
         // Missing, torn or broken: settle it under the lock, where no other
         // session is writing.
         let _lock = lock(dir)?;
@@ -139,16 +156,23 @@ impl UidList {
                     tracing::error!(path = %path.display(), %why, aside = %aside.display(), "UID list unreadable; new UIDVALIDITY");
                     fs::rename(&path, &aside)?;
                     let mut list = UidList::new(fresh_validity(None));
+                    list.guard = guard.clone();
                     list.rewrite(dir)?;
                     Ok((list, Opened::Recreated))
                 }
             },
             None => {
                 let mut list = UidList::new(fresh_validity(None));
+                list.guard = guard.clone();
                 list.rewrite(dir)?;
                 Ok((list, Opened::Created))
             }
         }
+    }
+
+    /// The guard checked before each change to the file.
+    pub fn guard(&self) -> &WriteGuard {
+        &self.guard
     }
 
     /// The modseq of a live message (1 if it never got one).
@@ -208,6 +232,7 @@ impl UidList {
             let text = std::str::from_utf8(&tail).map_err(|_| bad("not UTF-8".into()))?;
             let complete = text.rfind('\n').map_or("", |i| &text[..=i]);
             if complete.len() < text.len() {
+                self.guard.check()?;
                 OpenOptions::new()
                     .write(true)
                     .open(&path)?
@@ -221,12 +246,14 @@ impl UidList {
         f.read_to_end(&mut bytes)?;
         let (mut list, torn) = parse(&bytes).map_err(bad)?;
         let len = if torn {
+            self.guard.check()?;
             cut_torn_tail(&path, &bytes)?
         } else {
             bytes.len() as u64
         };
         list.read_to = Some((dev, ino, len));
         list.highest_modseq = list.highest_modseq.max(self.highest_modseq);
+        list.guard = self.guard.clone();
         *self = list;
         Ok(())
     }
@@ -234,6 +261,7 @@ impl UidList {
     /// Appends `text` (whole records), fsyncs, and applies it to the view;
     /// rewrites the file when it is mostly dead. Under the lock, after a refresh.
     fn write(&mut self, dir: &Path, text: &str) -> io::Result<()> {
+        self.guard.check()?;
         append(dir, text)?;
         if let Some((_, _, len)) = &mut self.read_to {
             *len += text.len() as u64;
@@ -467,6 +495,10 @@ impl UidList {
             f.sync_all()?;
         }
         let path = dir.join(FILE_NAME);
+        if let Err(e) = self.guard.check() {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
         fs::rename(&tmp, &path)?;
         sync_dir(dir)?;
         let md = fs::metadata(&path)?;

@@ -32,6 +32,7 @@ use std::time::SystemTime;
 
 mod imap;
 
+use super::guard::WriteGuard;
 pub use super::index::Vanished;
 use super::index::{Opened, UidList};
 use super::keywords::Info;
@@ -111,8 +112,14 @@ const MTIME_SETTLED: std::time::Duration = std::time::Duration::from_secs(2);
 impl Mailbox {
     /// Opens (creating if needed) the Maildir at `dir` and syncs it.
     pub fn open(dir: &Path) -> io::Result<Mailbox> {
+        Mailbox::open_guarded(dir, WriteGuard::default())
+    }
+
+    /// [`Mailbox::open`] for an owner whose every write must pass `guard`
+    /// (see [`super::guard`]).
+    pub fn open_guarded(dir: &Path, guard: WriteGuard) -> io::Result<Mailbox> {
         maildir::create(dir)?;
-        let (list, how) = UidList::open(dir)?;
+        let (list, how) = UidList::open_guarded(dir, guard)?;
         if how == Opened::Recreated {
             tracing::warn!(dir = %dir.display(), "mailbox index rebuilt from the Maildir");
         }
@@ -366,6 +373,7 @@ impl Mailbox {
             let mut m = self.messages[i].clone();
             m.in_new = false;
             let to = self.path(&m);
+            self.list.guard().check()?;
             match fs::rename(&from, &to) {
                 Ok(()) => {
                     moved.push(m.uid);
@@ -407,6 +415,7 @@ impl Mailbox {
         m.info = info.to_owned();
         m.in_new = false;
         let to = self.path(&m);
+        self.list.guard().check()?;
         fs::rename(&from, &to)?;
         self.messages[i] = m;
         if changed {
@@ -460,6 +469,7 @@ impl Mailbox {
         let mut gone = Vec::with_capacity(uids.len());
         for uid in uids {
             let Some(m) = self.get(*uid) else { continue };
+            self.list.guard().check()?;
             match fs::remove_file(self.path(m)) {
                 Ok(()) => gone.push(*uid),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => gone.push(*uid),

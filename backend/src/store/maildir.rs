@@ -359,6 +359,7 @@ pub fn deliver_to_cur(
     body: &[u8],
     info: &str,
     mtime: Option<std::time::SystemTime>,
+    guard: &super::guard::WriteGuard,
 ) -> io::Result<(String, PathBuf)> {
     let (size, vsize) = sizes(body);
     let base = unique_base(size, vsize);
@@ -373,7 +374,11 @@ pub fn deliver_to_cur(
         .and_then(|()| f.sync_all());
     drop(f);
     let target = dir.join("cur").join(format!("{base}:2,{info}"));
-    if let Err(e) = written.and_then(|()| fs::rename(&tmp, &target)) {
+    // The message becomes visible with the rename: the last moment to ask.
+    let placed = written
+        .and_then(|()| guard.check())
+        .and_then(|()| fs::rename(&tmp, &target));
+    if let Err(e) = placed {
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
@@ -486,7 +491,14 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         create(t.path()).unwrap();
         let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
-        let (base, p) = deliver_to_cur(t.path(), b"x\n", "Sa", Some(when)).unwrap();
+        let (base, p) = deliver_to_cur(
+            t.path(),
+            b"x\n",
+            "Sa",
+            Some(when),
+            &crate::store::guard::WriteGuard::default(),
+        )
+        .unwrap();
         assert!(p.starts_with(t.path().join("cur")) && p.to_string_lossy().ends_with(":2,Sa"));
         assert_eq!(fs::metadata(&p).unwrap().modified().unwrap(), when);
         assert!(time_in_name(&base).is_some());

@@ -11,6 +11,7 @@
 //! the Maildir when files change behind its back.
 
 pub mod folders;
+pub mod guard;
 pub mod index;
 pub mod keywords;
 pub mod mailbox;
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 use shared::Address;
 
 pub use folders::{FolderInfo, matches_pattern};
+pub use guard::WriteGuard;
 pub use keywords::{Info, Keywords};
 pub use mailbox::{Changes, Mailbox, Message};
 pub use path::PathError;
@@ -160,12 +162,21 @@ impl AccountStore {
 
     /// Opens (and syncs) a mailbox; blocking.
     pub fn open_mailbox(&self, name: &str) -> Result<Mailbox, StoreError> {
+        self.open_mailbox_guarded(name, WriteGuard::default())
+    }
+
+    /// Opens (and syncs) a mailbox whose every write must pass `guard`.
+    pub fn open_mailbox_guarded(
+        &self,
+        name: &str,
+        guard: WriteGuard,
+    ) -> Result<Mailbox, StoreError> {
         let dir = self.mailbox_dir(name)?;
         // A level without a Maildir of its own (\Noselect) is no mailbox.
         if !path::is_inbox(name) && !dir.join("cur").is_dir() {
             return Err(StoreError::NoSuchMailbox(name.to_owned()));
         }
-        Mailbox::open(&dir).map_err(|e| StoreError::io(&dir, e))
+        Mailbox::open_guarded(&dir, guard).map_err(|e| StoreError::io(&dir, e))
     }
 
     /// Delivers a message to INBOX, durably; blocking. Returns its path.

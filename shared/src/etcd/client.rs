@@ -21,6 +21,7 @@ use tokio::net::TcpStream;
 use super::config::EtcdConfig;
 use super::metrics::{ErrorLabel, EtcdMetrics, OpLabel};
 use super::wire::{self, Bytes, I64};
+use crate::lease::{Compare, Kv, LeaseId, Txn, TxnOp, TxnResult};
 
 /// Largest answer read (a `prefix` listing of a big cluster's owners).
 const MAX_ANSWER: usize = 64 << 20;
@@ -59,21 +60,6 @@ impl EtcdError {
     }
 }
 
-/// A lease id; 0 is "no lease".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct LeaseId(pub i64);
-
-/// A key and its value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Kv {
-    pub key: String,
-    pub value: Vec<u8>,
-    /// The lease the key is bound to (0: none).
-    pub lease: LeaseId,
-    pub create_revision: i64,
-    pub mod_revision: i64,
-}
-
 impl From<wire::KeyValue> for Kv {
     fn from(k: wire::KeyValue) -> Self {
         Kv {
@@ -86,111 +72,45 @@ impl From<wire::KeyValue> for Kv {
     }
 }
 
-/// One operation of a transaction.
-#[derive(Debug, Clone)]
-pub enum TxnOp {
-    Get(String),
-    Put {
-        key: String,
-        value: Vec<u8>,
-        lease: LeaseId,
-    },
-    Delete(String),
-}
-
-impl TxnOp {
-    fn wire(self) -> wire::RequestOp {
-        match self {
-            TxnOp::Get(k) => wire::RequestOp::Range(wire::RangeRequest {
-                key: bytes(&k),
-                ..Default::default()
-            }),
-            TxnOp::Put { key, value, lease } => wire::RequestOp::Put(wire::PutRequest {
-                key: bytes(&key),
-                value: Bytes(value),
-                lease: I64(lease.0),
-            }),
-            TxnOp::Delete(k) => wire::RequestOp::Delete(wire::DeleteRangeRequest {
-                key: bytes(&k),
-                range_end: None,
-            }),
-        }
+fn op_wire(op: TxnOp) -> wire::RequestOp {
+    match op {
+        TxnOp::Get(k) => wire::RequestOp::Range(wire::RangeRequest {
+            key: bytes(&k),
+            ..Default::default()
+        }),
+        TxnOp::Put { key, value, lease } => wire::RequestOp::Put(wire::PutRequest {
+            key: bytes(&key),
+            value: Bytes(value),
+            lease: I64(lease.0),
+        }),
+        TxnOp::Delete(k) => wire::RequestOp::Delete(wire::DeleteRangeRequest {
+            key: bytes(&k),
+            range_end: None,
+        }),
     }
 }
 
-/// A transaction: if every condition holds, `then`, else `otherwise`.
-#[derive(Debug, Default)]
-pub struct Txn {
-    req: wire::TxnRequest,
-}
-
-impl Txn {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Condition: `key` does not exist.
-    pub fn absent(mut self, key: &str) -> Self {
-        self.req.compare.push(wire::Compare {
-            key: bytes(key),
-            target: "CREATE",
-            result: "EQUAL",
-            create_revision: Some(I64(0)),
-            value: None,
-            lease: None,
-        });
-        self
-    }
-
-    /// Condition: `key` exists with this value.
-    pub fn value_is(mut self, key: &str, value: &[u8]) -> Self {
-        self.req.compare.push(wire::Compare {
-            key: bytes(key),
-            target: "VALUE",
-            result: "EQUAL",
-            create_revision: None,
-            value: Some(Bytes(value.to_vec())),
-            lease: None,
-        });
-        self
-    }
-
-    /// Condition: `key` is bound to `lease`.
-    pub fn lease_is(mut self, key: &str, lease: LeaseId) -> Self {
-        self.req.compare.push(wire::Compare {
-            key: bytes(key),
-            target: "LEASE",
-            result: "EQUAL",
-            create_revision: None,
-            value: None,
-            lease: Some(I64(lease.0)),
-        });
-        self
-    }
-
-    pub fn then(mut self, op: TxnOp) -> Self {
-        self.req.success.push(op.wire());
-        self
-    }
-
-    pub fn otherwise(mut self, op: TxnOp) -> Self {
-        self.req.failure.push(op.wire());
-        self
+fn compare_wire(c: Compare) -> wire::Compare {
+    let (key, target, create_revision, value, lease) = match c {
+        Compare::Absent(k) => (k, "CREATE", Some(I64(0)), None, None),
+        Compare::ValueIs(k, v) => (k, "VALUE", None, Some(Bytes(v)), None),
+        Compare::LeaseIs(k, l) => (k, "LEASE", None, None, Some(I64(l.0))),
+    };
+    wire::Compare {
+        key: bytes(&key),
+        target,
+        result: "EQUAL",
+        create_revision,
+        value,
+        lease,
     }
 }
 
-/// What a transaction did: which branch, and per operation of that branch
-/// the keys a `Get` found (empty for the others).
-#[derive(Debug, Clone, Default)]
-pub struct TxnResult {
-    pub succeeded: bool,
-    pub found: Vec<Vec<Kv>>,
-}
-
-impl TxnResult {
-    /// The key the `i`th operation (a `Get`) found.
-    pub fn got(&self, i: usize) -> Option<&Kv> {
-        self.found.get(i).and_then(|k| k.first())
+fn txn_wire(txn: Txn) -> wire::TxnRequest {
+    wire::TxnRequest {
+        compare: txn.compare.into_iter().map(compare_wire).collect(),
+        success: txn.then.into_iter().map(op_wire).collect(),
+        failure: txn.otherwise.into_iter().map(op_wire).collect(),
     }
 }
 
@@ -291,7 +211,7 @@ impl Client {
     }
 
     pub async fn txn(&self, txn: Txn) -> Result<TxnResult, EtcdError> {
-        let r: wire::TxnResponse = self.call("txn", "/v3/kv/txn", &txn.req).await?;
+        let r: wire::TxnResponse = self.call("txn", "/v3/kv/txn", &txn_wire(txn)).await?;
         let found = r
             .responses
             .into_iter()

@@ -19,6 +19,7 @@ pub mod keys;
 pub mod metrics;
 pub mod wire;
 
-pub use client::{Client, EtcdError, Kv, LeaseId, Txn, TxnOp, TxnResult};
+pub use crate::lease::{Compare, Kv, LeaseId, LeaseStore, Txn, TxnOp, TxnResult};
+pub use client::{Client, EtcdError};
 pub use config::EtcdConfig;
 pub use metrics::EtcdMetrics;

@@ -11,6 +11,10 @@
 //! cargo run --release -p tests --bin backend-bench -- --seconds 10
 //! ```
 
+// A benchmark times real work on the wall clock: std::time::Instant is
+// meant here (no test pauses this clock).
+#![allow(clippy::disallowed_types)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

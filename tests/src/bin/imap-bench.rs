@@ -19,6 +19,10 @@
 //! cargo run --release -p tests --bin imap-bench -- --quick
 //! ```
 
+// A benchmark times real work on the wall clock: std::time::Instant is
+// meant here (no test pauses this clock).
+#![allow(clippy::disallowed_types)]
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,6 +1,10 @@
 //! The load phases; every one stops at a count and at a deadline, whichever
 //! comes first.
 
+// A benchmark times real work on the wall clock: std::time::Instant is
+// meant here (no test pauses this clock).
+#![allow(clippy::disallowed_types)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

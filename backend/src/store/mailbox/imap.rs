@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::{Mailbox, Message};
+use crate::store::guard::WriteGuard;
 use crate::store::{maildir, quota};
 
 impl Mailbox {
@@ -29,7 +30,8 @@ impl Mailbox {
         }
         let body = maildir::to_lf(body);
         let when = internal_date.unwrap_or_else(SystemTime::now);
-        let (base, _) = maildir::deliver_to_cur(&self.dir, &body, info, Some(when))?;
+        let (base, _) =
+            maildir::deliver_to_cur(&self.dir, &body, info, Some(when), self.list.guard())?;
         let (size, vsize) = maildir::sizes(&body);
         let uid = self.add_numbered(base, info, size, vsize, when)?;
         let _ = quota::add(&self.quota_root(), size as i64, 1);
@@ -93,7 +95,7 @@ impl Mailbox {
                 }
             };
             let base = maildir::unique_base(m.size, vsize);
-            match self.place_copy(uid, &dest.dir, &base) {
+            match self.place_copy(uid, &dest.dir, &base, dest.list.guard()) {
                 Ok(Some((info, mtime))) => placed.push((uid, base, info, m.size, vsize, mtime)),
                 Ok(None) => {}
                 Err(e) => {
@@ -139,6 +141,7 @@ impl Mailbox {
         uid: u32,
         dest: &Path,
         base: &str,
+        guard: &WriteGuard,
     ) -> io::Result<Option<(String, SystemTime)>> {
         for attempt in 0..2 {
             let Some(m) = self.get(uid).cloned() else {
@@ -146,12 +149,13 @@ impl Mailbox {
             };
             let from = self.path(&m);
             let to = dest_cur(dest, base, &m.info);
+            guard.check()?;
             let result = fs::hard_link(&from, &to).or_else(|e| {
                 if e.kind() == io::ErrorKind::NotFound {
                     return Err(e);
                 }
                 // Another filesystem, or links not supported: copy durably.
-                copy_file(&from, &dest.join("tmp").join(base), &to)
+                copy_file(&from, &dest.join("tmp").join(base), &to, guard)
             });
             match result {
                 Ok(()) => {
@@ -226,13 +230,14 @@ fn dest_cur(dest: &Path, base: &str, info: &str) -> PathBuf {
 }
 
 /// Copies `from` to `tmp`, keeping its mtime, fsyncs it and renames it to `to`.
-fn copy_file(from: &Path, tmp: &Path, to: &Path) -> io::Result<()> {
+fn copy_file(from: &Path, tmp: &Path, to: &Path, guard: &WriteGuard) -> io::Result<()> {
     let copy = || -> io::Result<()> {
         let mtime = fs::metadata(from)?.modified()?;
         fs::copy(from, tmp)?;
         let f = fs::OpenOptions::new().write(true).open(tmp)?;
         f.set_modified(mtime)?;
         f.sync_all()?;
+        guard.check()?;
         fs::rename(tmp, to)
     };
     copy().inspect_err(|_| {
